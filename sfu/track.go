@@ -1,0 +1,469 @@
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// Kind says whether a track carries audio or video.
+type Kind uint8
+
+// Track kinds.
+const (
+	KindAudio Kind = iota + 1
+	KindVideo
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindAudio:
+		return "audio"
+	case KindVideo:
+		return "video"
+	}
+	return "unknown"
+}
+
+// TrackInfo describes what a Track carries. It travels with the track to
+// every subscriber, so that a WHEP viewer can pick the matching payload type
+// and the packager can write the right sample entry.
+type TrackInfo struct {
+	// ID names the track within its stream, for example "audio" or "video".
+	ID   string
+	Kind Kind
+	// MimeType is the codec, for example "video/H264" or "audio/opus".
+	MimeType    string
+	ClockRate   uint32
+	Channels    uint16
+	SDPFmtpLine string
+	// PayloadType is the publisher's payload type.
+	PayloadType uint8
+	// RID is the simulcast layer's restriction identifier, or "" without simulcast.
+	RID string
+	// SSRC is the publisher's SSRC for this track.
+	SSRC uint32
+}
+
+// SenderReport is the publisher's latest RTCP sender report for a track: the
+// mapping from its RTP clock to wall-clock (NTP) time, kept for packaging.
+type SenderReport struct {
+	NTPTime uint64 // NTP timestamp, 32.32 fixed point
+	RTPTime uint32
+	Arrival time.Time
+}
+
+// TrackConfig configures a Track. Zero values take the documented defaults.
+type TrackConfig struct {
+	Info TrackInfo
+	// RequestKeyframe asks the publisher for a keyframe (an RTCP PLI). The
+	// Track throttles calls; it may be nil for audio.
+	RequestKeyframe func()
+	// KeyframeInterval is the minimum time between two keyframe requests
+	// sent to the publisher. Default 500 ms.
+	KeyframeInterval time.Duration
+	// HistorySize is how many recent packets are kept to answer NACKs,
+	// rounded up to a power of two. Default 1024 for video, 256 for audio.
+	HistorySize int
+	// QueueSize is the default per-subscriber queue length, rounded up to a
+	// power of two. Default 512 for video, 128 for audio.
+	QueueSize int
+	Logger    *slog.Logger
+}
+
+// TrackStats are a Track's counters.
+type TrackStats struct {
+	Packets          uint64 // media packets received and forwarded
+	Bytes            uint64 // payload bytes of those packets
+	Padding          uint64 // padding-only packets dropped
+	Keyframes        uint64
+	KeyframeRequests uint64 // requests sent to the publisher
+	Subscribers      int
+}
+
+// Track is one RTP stream of a publisher, fanned out to subscribers.
+//
+// WriteRTP is called by one goroutine, the publisher's read loop; the other
+// methods are safe for concurrent use.
+type Track struct {
+	info TrackInfo
+	log  *slog.Logger
+	pool *packetPool
+
+	requestKeyframe  func()
+	keyframeInterval time.Duration
+	queueSize        int
+
+	subs atomic.Pointer[[]*subscription] // copy-on-write snapshot
+
+	mu       sync.Mutex // guards history, closed, subscription list writes
+	history  []*Packet
+	histMask uint64
+	closed   bool
+	done     chan struct{}
+
+	// Read loop state, touched only by WriteRTP's goroutine.
+	started     bool
+	highest     uint64 // extended sequence number of the newest packet
+	paddingSeen uint64
+	lastKeyTS   uint32
+	lastKeySeen bool
+
+	kfMu      sync.Mutex
+	kfLast    time.Time
+	kfPending *time.Timer
+
+	sr atomic.Pointer[SenderReport]
+
+	packets, bytes, padding, keyframes, kfRequests atomic.Uint64
+}
+
+// NewTrack makes a Track. Routers make tracks through Publication.AddTrack;
+// NewTrack is exported for tests and benchmarks.
+func NewTrack(cfg TrackConfig) *Track {
+	video := cfg.Info.Kind == KindVideo
+	hist := cfg.HistorySize
+	if hist <= 0 {
+		hist = 256
+		if video {
+			hist = 1024
+		}
+	}
+	hist = pow2(hist)
+	queue := cfg.QueueSize
+	if queue <= 0 {
+		queue = 128
+		if video {
+			queue = 512
+		}
+	}
+	interval := cfg.KeyframeInterval
+	if interval <= 0 {
+		interval = 500 * time.Millisecond
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Track{
+		info:             cfg.Info,
+		log:              log.With("track", cfg.Info.ID, "rid", cfg.Info.RID, "codec", cfg.Info.MimeType),
+		pool:             newPacketPool(),
+		requestKeyframe:  cfg.RequestKeyframe,
+		keyframeInterval: interval,
+		queueSize:        pow2(queue),
+		history:          make([]*Packet, hist),
+		histMask:         uint64(hist - 1),
+		done:             make(chan struct{}),
+	}
+}
+
+func pow2(n int) int {
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return p
+}
+
+// Info returns what the track carries.
+func (t *Track) Info() TrackInfo { return t.info }
+
+// Done is closed when the track closes.
+func (t *Track) Done() <-chan struct{} { return t.done }
+
+// Stats returns the track's counters.
+func (t *Track) Stats() TrackStats {
+	s := TrackStats{
+		Packets:          t.packets.Load(),
+		Bytes:            t.bytes.Load(),
+		Padding:          t.padding.Load(),
+		Keyframes:        t.keyframes.Load(),
+		KeyframeRequests: t.kfRequests.Load(),
+	}
+	if subs := t.subs.Load(); subs != nil {
+		s.Subscribers = len(*subs)
+	}
+	return s
+}
+
+// WriteRTP forwards one packet from the publisher. It copies the packet, so
+// the caller may reuse p. It never blocks on subscribers.
+func (t *Track) WriteRTP(p *rtp.Packet) error {
+	pkt := t.pool.get()
+	if err := pkt.loadPacket(p); err != nil {
+		pkt.Release()
+		return err
+	}
+	return t.forward(pkt)
+}
+
+// Write forwards one marshalled RTP packet from the publisher, like WriteRTP.
+func (t *Track) Write(raw []byte) error {
+	pkt := t.pool.get()
+	if err := pkt.load(raw); err != nil {
+		pkt.Release()
+		return err
+	}
+	return t.forward(pkt)
+}
+
+// forward takes ownership of pkt's single reference.
+func (t *Track) forward(pkt *Packet) error {
+	pkt.Arrival = time.Now()
+	ext, inOrder := t.extend(pkt.SequenceNumber)
+	if len(pkt.Payload) == 0 {
+		// Padding-only packets (bandwidth probes) carry no media: drop them
+		// and take them out of the forwarding sequence.
+		if inOrder {
+			t.paddingSeen++
+		}
+		t.padding.Add(1)
+		pkt.Release()
+		return nil
+	}
+	pkt.Seq = ext - t.paddingSeen
+	pkt.Keyframe = t.info.Kind != KindVideo
+	if t.info.Kind == KindVideo && inOrder && IsKeyframe(t.info.MimeType, pkt.Payload) {
+		// Flag only the first keyframe packet of a frame, so that a
+		// subscriber starts at the SPS rather than in the middle of the IDR.
+		if !t.lastKeySeen || pkt.Timestamp != t.lastKeyTS {
+			pkt.Keyframe = true
+			t.lastKeyTS, t.lastKeySeen = pkt.Timestamp, true
+			t.keyframes.Add(1)
+		}
+	}
+
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		pkt.Release()
+		return ErrTrackClosed
+	}
+	slot := &t.history[pkt.Seq&t.histMask]
+	if old := *slot; old != nil && old.Seq == pkt.Seq {
+		// A duplicate (a retransmission we already have).
+		t.mu.Unlock()
+		pkt.Release()
+		return nil
+	}
+	old := *slot
+	*slot = pkt // the history keeps the reference we were given
+	t.mu.Unlock()
+	if old != nil {
+		old.Release()
+	}
+
+	t.packets.Add(1)
+	t.bytes.Add(uint64(len(pkt.Payload)))
+	if subs := t.subs.Load(); subs != nil {
+		for _, s := range *subs {
+			s.enqueue(pkt)
+		}
+	}
+	return nil
+}
+
+// extend unwraps a 16-bit sequence number into the 64-bit space and says
+// whether it is newer than every packet seen so far.
+func (t *Track) extend(seq uint16) (ext uint64, inOrder bool) {
+	if !t.started {
+		t.started = true
+		t.highest = 1<<16 + uint64(seq) // headroom for late packets below the first
+		return t.highest, true
+	}
+	diff := int64(int16(seq - uint16(t.highest)))
+	ext = uint64(int64(t.highest) + diff)
+	if diff > 0 {
+		t.highest = ext
+		return ext, true
+	}
+	return ext, false
+}
+
+// Lookup returns the packet with forwarding sequence number seq from the
+// history, with a reference the caller must Release, or nil if it is gone.
+func (t *Track) Lookup(seq uint64) *Packet {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.history[seq&t.histMask]
+	if p == nil || p.Seq != seq {
+		return nil
+	}
+	p.retain()
+	return p
+}
+
+// RequestKeyframe asks the publisher for a keyframe, at most once per
+// KeyframeInterval: a request inside the interval is deferred to its end, and
+// requests made while one is deferred are merged into it.
+func (t *Track) RequestKeyframe() {
+	if t.requestKeyframe == nil {
+		return
+	}
+	t.kfMu.Lock()
+	defer t.kfMu.Unlock()
+	if t.kfPending != nil {
+		return
+	}
+	select {
+	case <-t.done:
+		return
+	default:
+	}
+	now := time.Now()
+	if wait := t.kfLast.Add(t.keyframeInterval).Sub(now); wait > 0 {
+		t.kfPending = time.AfterFunc(wait, t.sendDeferredKeyframeRequest)
+		return
+	}
+	t.kfLast = now
+	t.kfRequests.Add(1)
+	t.requestKeyframe()
+}
+
+func (t *Track) sendDeferredKeyframeRequest() {
+	t.kfMu.Lock()
+	t.kfPending = nil
+	t.kfLast = time.Now()
+	t.kfMu.Unlock()
+	select {
+	case <-t.done:
+		return
+	default:
+	}
+	t.kfRequests.Add(1)
+	t.requestKeyframe()
+}
+
+// SetSenderReport records the publisher's latest RTCP sender report.
+func (t *Track) SetSenderReport(sr SenderReport) { t.sr.Store(&sr) }
+
+// SenderReport returns the latest sender report, if one arrived.
+func (t *Track) SenderReport() (SenderReport, bool) {
+	if sr := t.sr.Load(); sr != nil {
+		return *sr, true
+	}
+	return SenderReport{}, false
+}
+
+// Close ends the track: subscriptions stop, the history is released.
+// It is safe to call more than once.
+func (t *Track) Close() {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.closed = true
+	close(t.done)
+	subs := t.subs.Swap(nil)
+	hist := t.history
+	t.history = make([]*Packet, len(hist))
+	t.mu.Unlock()
+
+	t.kfMu.Lock()
+	if t.kfPending != nil {
+		t.kfPending.Stop()
+		t.kfPending = nil
+	}
+	t.kfMu.Unlock()
+
+	if subs != nil {
+		for _, s := range *subs {
+			s.stop()
+		}
+	}
+	for _, p := range hist {
+		if p != nil {
+			p.Release()
+		}
+	}
+}
+
+// Subscriber receives one Track's packets, in order, from a goroutine that
+// the Track's subscription owns. WriteRTP should return quickly: while it
+// runs, that subscriber's queue fills (never the publisher's). It must not
+// retain p or modify it after it returns.
+type Subscriber interface {
+	WriteRTP(p *Packet) error
+}
+
+// SubscribeOption tunes one subscription.
+type SubscribeOption func(*subscription)
+
+// WithQueueSize sets the subscription's queue length (rounded up to a power
+// of two) instead of the track's default.
+func WithQueueSize(n int) SubscribeOption {
+	return func(s *subscription) {
+		if n > 0 {
+			s.ring = make([]*Packet, pow2(n))
+			s.mask = uint64(len(s.ring) - 1)
+		}
+	}
+}
+
+// WithoutKeyframeStart delivers packets from the next one on, instead of
+// holding them back until a keyframe (the default for video).
+func WithoutKeyframeStart() SubscribeOption {
+	return func(s *subscription) { s.waitKeyframe = false }
+}
+
+// Subscribe adds s to the track's fan-out. Video subscriptions start at the
+// next keyframe and ask the publisher for one at once. The returned function
+// removes the subscription and waits until its goroutine has ended; it is
+// safe to call more than once and after the track closed. Subscribing to a
+// closed track returns ErrTrackClosed.
+func (t *Track) Subscribe(s Subscriber, opts ...SubscribeOption) (unsubscribe func(), err error) {
+	sub := newSubscription(t, s, opts...)
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("subscribe to %s: %w", t.info.ID, ErrTrackClosed)
+	}
+	old := t.subs.Load()
+	var list []*subscription
+	if old != nil {
+		list = make([]*subscription, 0, len(*old)+1)
+		list = append(list, *old...)
+	}
+	list = append(list, sub)
+	t.subs.Store(&list)
+	sub.start()
+	t.mu.Unlock()
+
+	if sub.waitKeyframe && t.info.Kind == KindVideo {
+		t.RequestKeyframe()
+	}
+	return sync.OnceFunc(func() { t.unsubscribe(sub) }), nil
+}
+
+func (t *Track) unsubscribe(sub *subscription) {
+	t.mu.Lock()
+	if old := t.subs.Load(); old != nil {
+		list := make([]*subscription, 0, len(*old))
+		for _, s := range *old {
+			if s != sub {
+				list = append(list, s)
+			}
+		}
+		t.subs.Store(&list)
+	}
+	t.mu.Unlock()
+	sub.stop()
+}
+
+// String names the track in logs.
+func (t *Track) String() string {
+	var b strings.Builder
+	b.WriteString(t.info.ID)
+	if t.info.RID != "" {
+		b.WriteString("/")
+		b.WriteString(t.info.RID)
+	}
+	return b.String()
+}
