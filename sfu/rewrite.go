@@ -70,6 +70,21 @@ func (r *Rewriter) Rewrite(p *Packet, out *rtp.Header) {
 		r.lastIn = p.Seq - 1
 		r.started, r.switching = true, false
 	}
+	// Padding was stripped from the payload by the parser; the outgoing
+	// packet carries none.
+	r.Retransmission(p, out)
+	if int16(out.SequenceNumber-r.lastOut) > 0 {
+		r.lastOut, r.lastIn = out.SequenceNumber, p.Seq
+	}
+	if int32(out.Timestamp-r.lastTS) > 0 {
+		r.lastTS, r.lastArrival = out.Timestamp, p.Arrival
+	}
+}
+
+// Retransmission fills out with the header that p had when it was first
+// sent to the viewer, for answering a NACK. It does not change the
+// Rewriter's state. p must come from the current source.
+func (r *Rewriter) Retransmission(p *Packet, out *rtp.Header) {
 	exts := out.Extensions[:0]
 	*out = p.Header
 	out.Extensions = exts
@@ -79,17 +94,8 @@ func (r *Rewriter) Rewrite(p *Packet, out *rtp.Header) {
 	out.PayloadType = r.payloadType
 	out.SequenceNumber = uint16(p.Seq + r.seqOffset)
 	out.Timestamp = p.Timestamp + r.tsOffset
-	// Padding was stripped from the payload by the parser; the outgoing
-	// packet carries none.
 	out.Padding = false
 	out.PaddingSize = 0
-
-	if int16(out.SequenceNumber-r.lastOut) > 0 {
-		r.lastOut, r.lastIn = out.SequenceNumber, p.Seq
-	}
-	if int32(out.Timestamp-r.lastTS) > 0 {
-		r.lastTS, r.lastArrival = out.Timestamp, p.Arrival
-	}
 }
 
 // SourceSeq maps an outgoing sequence number (from a viewer's NACK) back to

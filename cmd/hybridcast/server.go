@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hybridcast/hybridcast/ingest"
+	"github.com/hybridcast/hybridcast/sfu"
+	"github.com/hybridcast/hybridcast/sfu/rtc"
+	"github.com/hybridcast/hybridcast/sfu/whep"
+)
+
+// server is the whole hybridcast process: one HTTP listener, one WebRTC
+// media socket, and the packages wired between them.
+type server struct {
+	cfg      Config
+	log      *slog.Logger
+	registry *sfu.Registry
+	engine   *rtc.Engine
+	whip     *ingest.Handler
+	whep     *whep.Handler
+	ln       net.Listener
+	http     *http.Server
+}
+
+// newServer binds the sockets. Nothing runs until Serve.
+func newServer(cfg Config, log *slog.Logger) (*server, error) {
+	if cfg.PublishToken == "" {
+		cfg.PublishToken = randomToken()
+		cfg.tokenGenerated = true
+	}
+	s := &server{cfg: cfg, log: log, registry: sfu.NewRegistry(log)}
+	var err error
+	s.engine, err = rtc.NewEngine(rtc.Config{
+		UDPAddr: cfg.WebRTCUDPAddr, PublicIPs: cfg.PublicIPs, LoopbackOnly: cfg.LoopbackOnly, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		_ = s.engine.Close()
+		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+	ice := cfg.iceServers()
+	s.whip = ingest.New(ingest.Config{Registry: s.registry, Engine: s.engine, Token: cfg.PublishToken, ICEServers: ice, Logger: log})
+	s.whep = whep.New(whep.Config{Registry: s.registry, Engine: s.engine, ICEServers: ice, PublisherWait: cfg.ViewerPublisherWait, Logger: log})
+
+	mux := http.NewServeMux()
+	mux.Handle("/whip/", s.whip)
+	mux.Handle("/whep/", s.whep)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /api/streams", s.apiStreams)
+	mux.HandleFunc("GET /{$}", s.index)
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+func randomToken() string {
+	var b [18]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// URL returns the base URL clients on this machine can use.
+func (s *server) URL() string {
+	addr := s.ln.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+}
+
+// Serve runs until ctx ends, then shuts down: HTTP stops taking requests,
+// every WebRTC session closes, the sockets are released.
+func (s *server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.ln) }() // joined below through errc
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = s.http.Shutdown(shutdownCtx)
+		cancel()
+		if serveErr := <-errc; !errors.Is(serveErr, http.ErrServerClosed) && err == nil {
+			err = serveErr
+		}
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return errors.Join(err, s.whep.Close(), s.whip.Close(), s.engine.Close())
+}
+
+// banner tells the user how to publish and watch.
+func (s *server) banner(w io.Writer) {
+	base := s.URL()
+	fmt.Fprintf(w, "hybridcast is running\n")
+	fmt.Fprintf(w, "  HTTP           %s (WebRTC media on udp/tcp %s)\n", base, s.engine.UDPAddr())
+	fmt.Fprintf(w, "  publish (WHIP) %s/whip/demo   Authorization: Bearer %s\n", base, s.cfg.PublishToken)
+	if s.cfg.tokenGenerated {
+		fmt.Fprintf(w, "                 (random token made for this run; set --publish-token to choose one)\n")
+	}
+	fmt.Fprintf(w, "  watch (WHEP)   %s/whep/demo\n", base)
+	fmt.Fprintf(w, "  try it:        go run ./examples/publisher -url %s/whip/demo -token %s\n", base, s.cfg.PublishToken)
+	fmt.Fprintf(w, "                 go run ./examples/viewer -url %s/whep/demo\n", base)
+}
+
+func (s *server) apiStreams(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(struct {
+		Streams []sfu.StreamStats `json:"streams"`
+	}{s.registry.Streams()})
+}
+
+func (s *server) index(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	var b strings.Builder
+	b.WriteString("hybridcast\n\nPOST /whip/{stream}  publish (WHIP, Bearer token)\nPOST /whep/{stream}  play over WebRTC (WHEP)\nGET  /api/streams    live streams as JSON\nGET  /healthz\n\nstreams:\n")
+	for _, st := range s.registry.Streams() {
+		state := "offline"
+		if st.Live {
+			state = "live"
+		}
+		fmt.Fprintf(&b, "  %s  %s  %d WebRTC viewers\n", st.Name, state, st.Viewers)
+	}
+	_, _ = io.WriteString(w, b.String())
+}

@@ -1,0 +1,233 @@
+// Package browsertest drives a headless Chromium from Go tests, so that a test
+// can publish to a WHIP endpoint and play from a WHEP endpoint with a real
+// browser.
+//
+// New starts one browser per test and stops it when the test ends. The browser
+// loads a page that the helper serves from its own server on 127.0.0.1; that
+// page holds the JavaScript for WHIP and WHEP (see page.html). The WHIP and
+// WHEP URLs point at the server under test, which is another origin, so that
+// server must answer CORS requests: Access-Control-Allow-Origin: *,
+// Access-Control-Expose-Headers: Location, and a preflight (OPTIONS) answer
+// that allows the methods POST and DELETE and the headers Content-Type and
+// Authorization. The wildcard "*" in Access-Control-Allow-Headers does not
+// cover Authorization, so the server must name it.
+//
+// The browser uses a fake camera and microphone, so the tests need no devices.
+//
+// A test publishes in one tab and plays in another:
+//
+//	b := browsertest.New(t)
+//	pub, err := b.NewPage(ctx)
+//	...
+//	err = pub.Publish(ctx, srv.URL+"/whip", token, false)
+//	viewer, err := b.NewPage(ctx)
+//	err = viewer.Play(ctx, srv.URL+"/whep")
+//	st, err := viewer.WaitFor(ctx, func(s browsertest.Stats) bool {
+//		return s.Viewer != nil && s.Viewer.FramesDecoded > 0
+//	})
+//	firstFrame, ok := st.Timings.FirstFrame()
+//	err = viewer.Stop(ctx) // DELETE the WHEP resource
+package browsertest
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// DefaultExecPath is the path of the Chromium of the Debian package
+// "chromium".
+const DefaultExecPath = "/usr/bin/chromium"
+
+// launchTimeout bounds the start of the browser process.
+const launchTimeout = 30 * time.Second
+
+// closeTimeout bounds the graceful close of the browser process. After it, the
+// process is killed.
+const closeTimeout = 10 * time.Second
+
+//go:embed page.html
+var pageHTML []byte
+
+// Browser is a headless Chromium that runs for the length of one test.
+type Browser struct {
+	t       testing.TB
+	ctx     context.Context // the chromedp context of the browser
+	pageURL string          // the URL of the embedded page
+	pages   atomic.Int64    // counts the pages, to name them in logs
+}
+
+// Option changes how New starts the browser.
+type Option func(*config)
+
+type config struct {
+	execPath   string
+	fakeDevice string
+	flags      []chromedp.ExecAllocatorOption
+}
+
+// WithExecPath makes New start the browser at path instead of
+// DefaultExecPath.
+func WithExecPath(path string) Option {
+	return func(c *config) { c.execPath = path }
+}
+
+// WithFakeDevice sets the value of the flag --use-fake-device-for-media-stream,
+// for example "fps=30". The default fake camera of Chromium runs at 20 frames
+// per second; the empty string keeps that default.
+func WithFakeDevice(params string) Option {
+	return func(c *config) { c.fakeDevice = params }
+}
+
+// WithFlag adds the command line flag --name=value to the browser, or --name
+// when value is true. Examples are "use-file-for-fake-video-capture" with the
+// path of a .y4m file, or "use-file-for-fake-audio-capture" with a .wav file.
+// A flag that New sets itself is replaced.
+func WithFlag(name string, value any) Option {
+	return func(c *config) { c.flags = append(c.flags, chromedp.Flag(name, value)) }
+}
+
+// New starts a headless Chromium for the test t, and stops it when the test
+// ends.
+//
+// When the browser is missing, New skips the test, except when the
+// environment variable CI is true: then New fails the test, because CI must
+// install Chromium (apt-get install chromium).
+func New(t testing.TB, opts ...Option) *Browser {
+	t.Helper()
+	cfg := config{execPath: DefaultExecPath}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if _, err := os.Stat(cfg.execPath); err != nil {
+		msg := fmt.Sprintf("browsertest: Chromium not found at %s (%v); install it with apt-get install chromium", cfg.execPath, err)
+		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+			t.Fatal(msg + "; CI must install it")
+		}
+		t.Skip(msg)
+	}
+
+	srv := httptest.NewServer(pageHandler())
+	t.Cleanup(srv.Close) // runs after the browser stopped: cleanups run last first
+
+	fakeDevice := any(true)
+	if cfg.fakeDevice != "" {
+		fakeDevice = cfg.fakeDevice
+	}
+	// The defaults of chromedp give headless mode, --no-first-run,
+	// --disable-background-networking, --disable-sync and
+	// --disable-dev-shm-usage. chromedp gives each browser a fresh temporary
+	// --user-data-dir and removes it after the process ended.
+	flags := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(cfg.execPath),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		// A fake camera and microphone, and an automatic "allow" for
+		// getUserMedia.
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", fakeDevice),
+		// Gather 127.0.0.1 candidates. A network namespace with only lo
+		// needs this.
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		// Raw IP candidates instead of <uuid>.local names. This replaces the
+		// default "Translate,BlinkGenPropertyTrees" of chromedp.
+		chromedp.Flag("disable-features", "Translate,WebRtcHideLocalIpsWithMdns"),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+	)
+	flags = append(flags, cfg.flags...)
+
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), flags...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		// Close the browser gracefully, then make sure that the process
+		// ended. cancelAlloc waits until chromedp removed the user data
+		// directory.
+		ctx, cancel := context.WithTimeout(bctx, closeTimeout)
+		err := chromedp.Cancel(ctx)
+		cancel()
+		cancelBrowser()
+		cancelAlloc()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Logf("browsertest: closing the browser: %v", err)
+		}
+	})
+
+	// The first Run starts the process. The process lives as long as the
+	// context of that Run, so the timeout cannot be set on that context;
+	// cancel the browser instead when the start takes too long.
+	start := make(chan error, 1)
+	go func() { start <- chromedp.Do(bctx) }()
+	timer := time.NewTimer(launchTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-start:
+		if err != nil {
+			t.Fatalf("browsertest: starting %s: %v", cfg.execPath, err)
+		}
+	case <-timer.C:
+		cancelBrowser()
+		<-start
+		t.Fatalf("browsertest: %s did not start within %v", cfg.execPath, launchTimeout)
+	}
+	return &Browser{t: t, ctx: bctx, pageURL: srv.URL + "/page.html"}
+}
+
+// pageHandler serves the embedded page at /page.html.
+func pageHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /page.html", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(pageHTML)
+	})
+	return mux
+}
+
+// PageURL returns the URL of the embedded page. Its origin is the origin of
+// the requests to the server under test.
+func (b *Browser) PageURL() string {
+	return b.pageURL
+}
+
+// NewPage opens a new tab on the embedded page. The tab closes when the test
+// ends, or earlier with Page.Close. ctx bounds the opening only.
+func (b *Browser) NewPage(ctx context.Context) (*Page, error) {
+	b.t.Helper()
+	p := &Page{t: b.t, name: fmt.Sprintf("page %d", b.pages.Add(1))}
+	tctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithListener(p.onEvent))
+	p.ctx, p.cancel = tctx, cancel
+	b.t.Cleanup(p.Close)
+
+	// As with the browser, the first Run binds the tab to its context, so
+	// ctx cannot be given to it; close the tab instead when ctx ends.
+	done := make(chan error, 1)
+	go func() { done <- chromedp.Do(tctx, chromedp.Navigate(b.pageURL)) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		p.Close()
+		<-done
+		err = context.Cause(ctx)
+	}
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("browsertest: opening %s: %w", b.pageURL, err)
+	}
+	return p, nil
+}

@@ -1,0 +1,214 @@
+package rtc
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config configures the Engine. Zero values take the documented defaults.
+type Config struct {
+	// UDPAddr is where all WebRTC media is received and sent (ICE UDP mux);
+	// ICE-TCP listens on the same port number. Default ":8189". A port of 0
+	// picks a free one (tests).
+	UDPAddr string
+	// DisableTCP turns ICE-TCP off.
+	DisableTCP bool
+	// PublicIPs are advertised in our ICE host candidates instead of the
+	// machine's own addresses (NAT 1:1, containers).
+	PublicIPs []string
+	// LoopbackOnly restricts ICE to loopback addresses: tests, and a server
+	// that must never touch another network.
+	LoopbackOnly bool
+	Logger       *slog.Logger
+}
+
+// Engine owns the shared sockets and the pion APIs for publishers and viewers.
+type Engine struct {
+	log       *slog.Logger
+	udpConn   net.PacketConn
+	udpMux    ice.UDPMux
+	tcpLn     net.Listener
+	tcpMux    ice.TCPMux
+	publisher *webrtc.API
+	viewer    *webrtc.API
+	closeOnce sync.Once
+}
+
+// NewEngine binds the media sockets and builds the APIs.
+func NewEngine(cfg Config) (*Engine, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "rtc")
+	addr := cfg.UDPAddr
+	if addr == "" {
+		addr = ":8189"
+	}
+	for _, ip := range cfg.PublicIPs {
+		if net.ParseIP(ip) == nil {
+			return nil, fmt.Errorf("public IP %q is not an IP address", ip)
+		}
+	}
+	e := &Engine{log: log}
+	lf := &pionLogger{log: log}
+
+	var err error
+	e.udpConn, err = net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for WebRTC media on udp %s: %w", addr, err)
+	}
+	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: e.udpConn})
+	if !cfg.DisableTCP {
+		host, _, _ := net.SplitHostPort(addr)
+		port := e.udpConn.LocalAddr().(*net.UDPAddr).Port
+		e.tcpLn, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			_ = e.udpMux.Close()
+			return nil, fmt.Errorf("listen for ICE-TCP on tcp port %d: %w", port, err)
+		}
+		e.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), e.tcpLn, 32)
+	}
+
+	se := webrtc.SettingEngine{LoggerFactory: lf}
+	se.SetICEUDPMux(e.udpMux)
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if e.tcpMux != nil {
+		se.SetICETCPMux(e.tcpMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(networks)
+	// A server needs no mDNS: it answers with raw addresses and learns the
+	// browser's (possibly .local) address from its connectivity checks.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetLite(false)
+	if cfg.LoopbackOnly {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	}
+	if len(cfg.PublicIPs) > 0 {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: cfg.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("public IPs: %w", err)
+		}
+	}
+
+	if e.publisher, err = publisherAPI(se); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if e.viewer, err = viewerAPI(se); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// UDPAddr returns the bound media address.
+func (e *Engine) UDPAddr() net.Addr { return e.udpConn.LocalAddr() }
+
+// PublisherAPI builds PeerConnections that receive from a publisher.
+func (e *Engine) PublisherAPI() *webrtc.API { return e.publisher }
+
+// ViewerAPI builds PeerConnections that send to a viewer. They carry no NACK
+// responder of their own: the SFU answers NACKs from one shared per-track
+// history instead of a per-viewer copy of every packet.
+func (e *Engine) ViewerAPI() *webrtc.API { return e.viewer }
+
+// Close releases the sockets. PeerConnections must be closed first.
+func (e *Engine) Close() error {
+	var errs []error
+	e.closeOnce.Do(func() {
+		if e.tcpMux != nil {
+			errs = append(errs, e.tcpMux.Close())
+		}
+		if e.udpMux != nil {
+			errs = append(errs, e.udpMux.Close())
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func registerCodecs(m *webrtc.MediaEngine) error {
+	for _, c := range videoCodecs {
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return fmt.Errorf("register %s: %w", c.MimeType, err)
+		}
+	}
+	for _, c := range audioCodecs {
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return fmt.Errorf("register %s: %w", c.MimeType, err)
+		}
+	}
+	return nil
+}
+
+func publisherAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	// Receiving side only: NACK generation, receiver reports, TWCC feedback
+	// (so the browser's bandwidth estimate can grow), simulcast header
+	// extensions.
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	ir.Add(gen)
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, err
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+		return nil, err
+	}
+	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+func viewerAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// pionLogger routes pion's logs into slog at debug level (errors at warn).
+type pionLogger struct{ log *slog.Logger }
+
+func (f *pionLogger) NewLogger(scope string) logging.LeveledLogger {
+	return &pionLeveled{log: f.log.With("pion", scope)}
+}
+
+type pionLeveled struct{ log *slog.Logger }
+
+func (l *pionLeveled) Trace(string)              {}
+func (l *pionLeveled) Tracef(string, ...any)     {}
+func (l *pionLeveled) Debug(msg string)          { l.log.Debug(msg) }
+func (l *pionLeveled) Debugf(f string, a ...any) { l.log.Debug(fmt.Sprintf(f, a...)) }
+func (l *pionLeveled) Info(msg string)           { l.log.Debug(msg) }
+func (l *pionLeveled) Infof(f string, a ...any)  { l.log.Debug(fmt.Sprintf(f, a...)) }
+func (l *pionLeveled) Warn(msg string)           { l.log.Debug(msg) }
+func (l *pionLeveled) Warnf(f string, a ...any)  { l.log.Debug(fmt.Sprintf(f, a...)) }
+func (l *pionLeveled) Error(msg string)          { l.log.Warn(msg) }
+func (l *pionLeveled) Errorf(f string, a ...any) { l.log.Warn(fmt.Sprintf(f, a...)) }

@@ -1,0 +1,432 @@
+package whep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hybridcast/hybridcast/internal/signal"
+	"github.com/hybridcast/hybridcast/sfu"
+	"github.com/hybridcast/hybridcast/sfu/rtc"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config configures the WHEP endpoint.
+type Config struct {
+	Registry *sfu.Registry
+	Engine   *rtc.Engine
+	// ICEServers are advertised to clients in Link headers.
+	ICEServers []webrtc.ICEServer
+	// PublisherWait is how long a viewer waits for a publisher: one that
+	// connects to a known stream while it is offline, or whose publisher
+	// left. Default 30 s.
+	PublisherWait time.Duration
+	// GatherTimeout bounds the wait for our own ICE candidates. Default 5 s.
+	GatherTimeout time.Duration
+	Logger        *slog.Logger
+}
+
+// Handler serves the WHEP endpoint under /whep/.
+type Handler struct {
+	cfg      Config
+	log      *slog.Logger
+	mux      *http.ServeMux
+	sessions *signal.Sessions[*session]
+
+	ctx    context.Context // ends when Close is called; owned, not a request context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// New makes the WHEP handler.
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PublisherWait <= 0 {
+		cfg.PublisherWait = 30 * time.Second
+	}
+	if cfg.GatherTimeout <= 0 {
+		cfg.GatherTimeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Handler{
+		cfg: cfg, log: cfg.Logger.With("component", "whep"), mux: http.NewServeMux(),
+		sessions: signal.NewSessions[*session](), ctx: ctx, cancel: cancel,
+	}
+	h.mux.HandleFunc("OPTIONS /whep/{stream}", h.options)
+	h.mux.HandleFunc("POST /whep/{stream}", h.post)
+	h.mux.HandleFunc("OPTIONS /whep/{stream}/{id}", h.optionsResource)
+	h.mux.HandleFunc("PATCH /whep/{stream}/{id}", h.patch)
+	h.mux.HandleFunc("DELETE /whep/{stream}/{id}", h.delete)
+	h.mux.HandleFunc("/whep/", func(w http.ResponseWriter, r *http.Request) {
+		signal.CORS(w, "POST, OPTIONS")
+		signal.WriteError(w, signal.Errorf(http.StatusNotFound, "no such WHEP endpoint: use POST /whep/{stream}"))
+	})
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Sessions returns how many viewers are connected.
+func (h *Handler) Sessions() int { return h.sessions.Len() }
+
+// Close ends every session and waits for their goroutines.
+func (h *Handler) Close() error {
+	h.cancel()
+	h.wg.Wait()
+	return nil
+}
+
+func (h *Handler) options(w http.ResponseWriter, r *http.Request) {
+	signal.CORS(w, "POST, OPTIONS")
+	w.Header().Set("Accept-Post", "application/sdp")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) optionsResource(w http.ResponseWriter, r *http.Request) {
+	signal.CORS(w, "PATCH, DELETE, OPTIONS")
+	w.Header().Set("Accept-Patch", "application/trickle-ice-sdpfrag")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
+	signal.CORS(w, "POST, OPTIONS")
+	if err := h.play(w, r); err != nil {
+		var he *signal.Error
+		if errors.As(err, &he) && he.Status < 500 {
+			h.log.Info("play refused", "stream", r.PathValue("stream"), "status", he.Status, "reason", he.Reason, "remote", r.RemoteAddr)
+		} else {
+			h.log.Error("play failed", "stream", r.PathValue("stream"), "err", err)
+		}
+		signal.WriteError(w, err)
+	}
+}
+
+func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("stream")
+	if err := signal.StreamName(name); err != nil {
+		return err
+	}
+	router := h.cfg.Registry.Router(name)
+	if router == nil {
+		return signal.Errorf(http.StatusNotFound, "stream %q not found: nobody has published it", name)
+	}
+	raw, offer, err := signal.ReadOffer(r)
+	if err != nil {
+		return err
+	}
+	for _, m := range offer.Media {
+		if m.Direction == "sendonly" || m.Direction == "inactive" {
+			return signal.Errorf(http.StatusBadRequest, "WHEP offer's %s section is %s: a viewer must receive (recvonly)", m.Kind, m.Direction)
+		}
+	}
+	id := signal.NewID()
+	s, answer, err := h.newSession(r.Context(), id, router, raw, offer)
+	if err != nil {
+		return err
+	}
+	h.sessions.Add(id, s)
+	h.wg.Go(func() {
+		s.run(h.ctx, h.cfg.PublisherWait)
+		h.sessions.Remove(id)
+		_ = s.Close()
+	})
+
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/sdp")
+	hdr.Set("Location", "/whep/"+name+"/"+id)
+	hdr.Set("ETag", s.ETag())
+	hdr.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
+	for _, l := range signal.ICELinks(h.cfg.ICEServers) {
+		hdr.Add("Link", l)
+	}
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write([]byte(answer))
+	h.log.Debug("viewer connected", "stream", name, "session", id, "remote", r.RemoteAddr)
+	return nil
+}
+
+func (h *Handler) resource(r *http.Request) (*session, error) {
+	s, ok := h.sessions.Get(r.PathValue("id"))
+	if !ok || s.router.Name() != r.PathValue("stream") {
+		return nil, signal.Errorf(http.StatusNotFound, "no WHEP session %q on stream %q", r.PathValue("id"), r.PathValue("stream"))
+	}
+	return s, nil
+}
+
+func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
+	signal.CORS(w, "PATCH, DELETE, OPTIONS")
+	s, err := h.resource(r)
+	if err == nil {
+		err = signal.Patch(w, r, s)
+	}
+	if err != nil {
+		signal.WriteError(w, err)
+	}
+}
+
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+	signal.CORS(w, "PATCH, DELETE, OPTIONS")
+	s, err := h.resource(r)
+	if err != nil {
+		signal.WriteError(w, err)
+		return
+	}
+	h.sessions.Remove(s.id)
+	_ = s.Close()
+	w.WriteHeader(http.StatusOK)
+}
+
+// session is one viewer.
+type session struct {
+	id     string
+	log    *slog.Logger
+	router *sfu.Router
+	pc     *webrtc.PeerConnection
+	etag   string
+	ufrag  string
+	tracks []*downTrack
+
+	failed    chan struct{}
+	failOnce  sync.Once
+	closing   chan struct{}
+	closeOnce sync.Once
+	done      chan struct{} // closed when run has returned
+	wg        sync.WaitGroup
+}
+
+func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router, raw string, offer *rtc.Offer) (*session, string, error) {
+	pc, err := h.cfg.Engine.ViewerAPI().NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, "", fmt.Errorf("new peer connection: %w", err)
+	}
+	s := &session{
+		id: id, log: h.log.With("stream", router.Name(), "session", id), router: router, pc: pc,
+		etag: `"` + signal.NewID() + `"`, ufrag: offer.Ufrag,
+		failed: make(chan struct{}), closing: make(chan struct{}), done: make(chan struct{}),
+	}
+	fail := func() { s.failOnce.Do(func() { close(s.failed) }) }
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		s.log.Debug("connection state", "state", st.String())
+		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
+			fail()
+		}
+	})
+	abort := func(err error) (*session, string, error) {
+		_ = pc.Close()
+		return nil, "", err
+	}
+	kinds := map[webrtc.RTPCodecType]bool{}
+	for _, m := range offer.Media {
+		if kinds[m.Kind] || len(m.Codecs) == 0 {
+			continue // one track per kind
+		}
+		kinds[m.Kind] = true
+		dt := newDownTrack(m.Kind, router.Name(), s.log)
+		sender, err := pc.AddTrack(dt)
+		if err != nil {
+			return abort(fmt.Errorf("add %s track: %w", m.Kind, err))
+		}
+		s.tracks = append(s.tracks, dt)
+		s.wg.Go(func() { s.readRTCP(sender, dt) })
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: raw}); err != nil {
+		s.wg.Wait()
+		return abort(signal.Errorf(http.StatusBadRequest, "SDP offer rejected: %w", err))
+	}
+	s.preferCodecs(offer)
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		_ = pc.Close()
+		s.wg.Wait()
+		return nil, "", signal.Errorf(http.StatusBadRequest, "cannot answer the SDP offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		_ = pc.Close()
+		s.wg.Wait()
+		return nil, "", fmt.Errorf("set local description: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(h.cfg.GatherTimeout):
+		s.log.Warn("ICE gathering timed out; answering with the candidates found so far")
+	case <-ctx.Done():
+		_ = pc.Close()
+		s.wg.Wait()
+		return nil, "", ctx.Err()
+	}
+	return s, pc.LocalDescription().SDP, nil
+}
+
+// preferCodecs orders each section's codecs with the live publisher's codec
+// first, then ours (H.264 first), so the answer lists what we will send.
+func (s *session) preferCodecs(offer *rtc.Offer) {
+	tracks, _ := s.router.Tracks()
+	for _, t := range s.pc.GetTransceivers() {
+		for _, m := range offer.Media {
+			if m.Mid != t.Mid() || len(m.Codecs) == 0 {
+				continue
+			}
+			codecs := append([]webrtc.RTPCodecParameters(nil), m.Codecs...)
+			for _, tr := range tracks {
+				info := tr.Info()
+				want := webrtc.RTPCodecCapability{MimeType: info.MimeType, ClockRate: info.ClockRate, SDPFmtpLine: info.SDPFmtpLine}
+				for i, c := range codecs {
+					if rtc.SameCodec(c.RTPCodecCapability, want) {
+						codecs[0], codecs[i] = codecs[i], codecs[0]
+						break
+					}
+				}
+			}
+			_ = t.SetCodecPreferences(codecs)
+		}
+	}
+}
+
+func (s *session) ETag() string        { return s.etag }
+func (s *session) RemoteUfrag() string { return s.ufrag }
+
+// AddCandidates adds trickled candidates.
+func (s *session) AddCandidates(f signal.Fragment) error {
+	for _, c := range f.Candidates {
+		mid := c.Mid
+		init := webrtc.ICECandidateInit{Candidate: c.Candidate}
+		if mid != "" {
+			init.SDPMid = &mid
+		}
+		if err := s.pc.AddICECandidate(init); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run binds the downtracks to the stream's tracks and follows the stream's
+// changes until the session ends: the viewer leaves or fails, the server
+// closes, or no publisher shows up for wait.
+func (s *session) run(ctx context.Context, wait time.Duration) {
+	defer close(s.done)
+	removeViewer := s.router.AddViewer()
+	defer removeViewer()
+
+	// Subscribe once the viewer's DTLS is up (pion binds the tracks then):
+	// the keyframe we ask for on subscribe then reaches the viewer.
+	for _, dt := range s.tracks {
+		select {
+		case <-dt.bound:
+		case <-s.failed:
+			return
+		case <-s.closing:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+			s.log.Info("viewer never connected")
+			return
+		}
+	}
+
+	subs := map[*downTrack]*subscriptionState{}
+	defer func() {
+		for _, st := range subs {
+			st.unsubscribe()
+		}
+	}()
+	idle := time.NewTimer(wait)
+	defer idle.Stop()
+	for {
+		tracks, changed := s.router.Tracks()
+		live := false
+		for _, dt := range s.tracks {
+			src := pick(tracks, dt.kind)
+			if src != nil {
+				live = true
+			}
+			cur := subs[dt]
+			if cur != nil && cur.track == src {
+				continue
+			}
+			if cur != nil {
+				cur.unsubscribe()
+				delete(subs, dt)
+			}
+			if src == nil {
+				continue
+			}
+			dt.setSource(src)
+			unsub, err := src.Subscribe(dt)
+			if err != nil {
+				continue // the track closed under us: the next change says so
+			}
+			subs[dt] = &subscriptionState{track: src, unsubscribe: unsub}
+		}
+		if live {
+			idle.Stop()
+		} else {
+			idle.Reset(wait)
+		}
+		select {
+		case <-changed:
+		case <-idle.C:
+			s.log.Info("no publisher; ending the viewer session", "waited", wait)
+			return
+		case <-s.failed:
+			return
+		case <-s.closing:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+type subscriptionState struct {
+	track       *sfu.Track
+	unsubscribe func()
+}
+
+// pick chooses the track a downtrack of this kind follows: the first one.
+// (Simulcast layer choice replaces this.)
+func pick(tracks []*sfu.Track, kind webrtc.RTPCodecType) *sfu.Track {
+	want := sfu.KindAudio
+	if kind == webrtc.RTPCodecTypeVideo {
+		want = sfu.KindVideo
+	}
+	for _, t := range tracks {
+		if t.Info().Kind == want {
+			return t
+		}
+	}
+	return nil
+}
+
+func (s *session) readRTCP(sender *webrtc.RTPSender, dt *downTrack) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		dt.handleRTCP(pkts)
+	}
+}
+
+// Close ends the session and waits for its goroutines. It is safe to call
+// more than once and from any goroutine but run's own.
+func (s *session) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		err = s.pc.Close()
+		s.wg.Wait()
+	})
+	return err
+}
