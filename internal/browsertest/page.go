@@ -145,8 +145,12 @@ func (p *Page) Publish(ctx context.Context, whipURL, token string, simulcast boo
 // page records the time of the call and of the first decoded frame; see
 // Timings. Play returns when the browser applied the answer; wait for the
 // frames with WaitFor.
-func (p *Page) Play(ctx context.Context, whepURL string) error {
-	expr, err := call("window.whepPlay", whepURL, "")
+func (p *Page) Play(ctx context.Context, whepURL string, opts ...PlayOption) error {
+	o := map[string]any{}
+	for _, opt := range opts {
+		opt(o)
+	}
+	expr, err := call("window.whepPlay", whepURL, "", o)
 	if err != nil {
 		return err
 	}
@@ -154,6 +158,18 @@ func (p *Page) Play(ctx context.Context, whepURL string) error {
 		return fmt.Errorf("browsertest: %s: WHEP play from %s: %w", p.name, whepURL, err)
 	}
 	return nil
+}
+
+// PlayOption tunes Play.
+type PlayOption func(map[string]any)
+
+// WithoutGathering makes the viewer send its offer at once, without waiting
+// for its own ICE candidates: the server answers with its candidates and
+// learns the browser's address from the connectivity checks. This is how a
+// latency-minded WHEP client connects; the default waits up to 3 s for
+// gathering to complete.
+func WithoutGathering() PlayOption {
+	return func(o map[string]any) { o["gatherTimeoutMs"] = 0 }
 }
 
 // Stats reads the statistics of the publisher and of the viewer of the page.
