@@ -236,6 +236,7 @@ func (t *Track) forward(pkt *Packet) error {
 			pkt.Keyframe = true
 			t.lastKeyTS, t.lastKeySeen = pkt.Timestamp, true
 			t.keyframes.Add(1)
+			t.log.Debug("keyframe")
 		}
 	}
 
@@ -323,6 +324,7 @@ func (t *Track) RequestKeyframe() {
 	}
 	t.kfLast = now
 	t.kfRequests.Add(1)
+	t.log.Debug("keyframe request sent")
 	t.requestKeyframe()
 }
 

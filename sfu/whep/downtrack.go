@@ -74,6 +74,7 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	}
 	d.mu.Unlock()
 	d.boundOnce.Do(func() { close(d.bound) })
+	d.log.Debug("bound", "kind", d.kind.String(), "codec", chosen.MimeType, "pt", chosen.PayloadType)
 	return chosen, nil
 }
 
@@ -150,6 +151,7 @@ func (d *downTrack) handleRTCP(pkts []rtcp.Packet) {
 		switch p := p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 			d.plis.Add(1)
+			d.log.Debug("viewer asks for a keyframe", "kind", d.kind.String())
 			d.mu.Lock()
 			src := d.src
 			d.mu.Unlock()

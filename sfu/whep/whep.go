@@ -99,6 +99,8 @@ func (h *Handler) optionsResource(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	signal.CORS(w, "POST, OPTIONS")
+	start := time.Now()
+	defer func() { h.log.Debug("WHEP POST handled", "took", time.Since(start)) }()
 	if err := h.play(w, r); err != nil {
 		var he *signal.Error
 		if errors.As(err, &he) && he.Status < 500 {
@@ -197,6 +199,8 @@ type session struct {
 
 	failed    chan struct{}
 	failOnce  sync.Once
+	connected chan struct{} // closed when ICE and DTLS are up
+	connOnce  sync.Once
 	closing   chan struct{}
 	closeOnce sync.Once
 	done      chan struct{} // closed when run has returned
@@ -211,12 +215,15 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 	s := &session{
 		id: id, log: h.log.With("stream", router.Name(), "session", id), router: router, pc: pc,
 		etag: `"` + signal.NewID() + `"`, ufrag: offer.Ufrag,
-		failed: make(chan struct{}), closing: make(chan struct{}), done: make(chan struct{}),
+		failed: make(chan struct{}), connected: make(chan struct{}), closing: make(chan struct{}), done: make(chan struct{}),
 	}
 	fail := func() { s.failOnce.Do(func() { close(s.failed) }) }
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("connection state", "state", st.String())
-		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			s.connOnce.Do(func() { close(s.connected) })
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			fail()
 		}
 	})
@@ -318,22 +325,21 @@ func (s *session) run(ctx context.Context, wait time.Duration) {
 	removeViewer := s.router.AddViewer()
 	defer removeViewer()
 
-	// Subscribe once the viewer's DTLS is up (pion binds the tracks then):
-	// the keyframe we ask for on subscribe then reaches the viewer.
-	for _, dt := range s.tracks {
-		select {
-		case <-dt.bound:
-		case <-s.failed:
-			return
-		case <-s.closing:
-			return
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-			s.log.Info("viewer never connected")
-			return
-		}
+	// Subscribe once ICE and DTLS are up: packets sent before are lost, and
+	// with them the keyframe we ask for on subscribe.
+	select {
+	case <-s.connected:
+	case <-s.failed:
+		return
+	case <-s.closing:
+		return
+	case <-ctx.Done():
+		return
+	case <-time.After(wait):
+		s.log.Info("viewer never connected")
+		return
 	}
+	s.log.Debug("viewer connected; subscribing")
 
 	subs := map[*downTrack]*subscriptionState{}
 	defer func() {
