@@ -395,4 +395,3 @@ func readRTCP(receiver *webrtc.RTPReceiver, rid string, track *sfu.Track) {
 		}
 	}
 }
-

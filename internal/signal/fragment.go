@@ -13,7 +13,7 @@ type Fragment struct {
 	Ufrag, Pwd string
 	// Candidates maps each candidate line's value ("candidate:…") to the mid
 	// of its media section.
-	Candidates []FragmentCandidate
+	Candidates      []FragmentCandidate
 	EndOfCandidates bool
 }
 
