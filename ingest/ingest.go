@@ -61,10 +61,6 @@ func New(cfg Config) *Handler {
 	h.mux.HandleFunc("OPTIONS /whip/{stream}/{id}", h.optionsResource)
 	h.mux.HandleFunc("PATCH /whip/{stream}/{id}", h.patch)
 	h.mux.HandleFunc("DELETE /whip/{stream}/{id}", h.delete)
-	h.mux.HandleFunc("/whip/", func(w http.ResponseWriter, r *http.Request) {
-		signal.CORS(w, "POST, OPTIONS")
-		signal.WriteError(w, signal.Errorf(http.StatusNotFound, "no such WHIP endpoint: use POST /whip/{stream}"))
-	})
 	return h
 }
 

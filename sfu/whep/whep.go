@@ -65,10 +65,6 @@ func New(cfg Config) *Handler {
 	h.mux.HandleFunc("OPTIONS /whep/{stream}/{id}", h.optionsResource)
 	h.mux.HandleFunc("PATCH /whep/{stream}/{id}", h.patch)
 	h.mux.HandleFunc("DELETE /whep/{stream}/{id}", h.delete)
-	h.mux.HandleFunc("/whep/", func(w http.ResponseWriter, r *http.Request) {
-		signal.CORS(w, "POST, OPTIONS")
-		signal.WriteError(w, signal.Errorf(http.StatusNotFound, "no such WHEP endpoint: use POST /whep/{stream}"))
-	})
 	return h
 }
 
