@@ -38,6 +38,8 @@ type Handler struct {
 
 	ctx    context.Context // ends when Close is called; owned, not a request context
 	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Go against Close
+	closed bool
 	wg     sync.WaitGroup
 }
 
@@ -72,9 +74,24 @@ func (h *Handler) Sessions() int { return h.sessions.Len() }
 
 // Close ends every session and waits for their goroutines.
 func (h *Handler) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
 	h.cancel()
 	h.wg.Wait()
 	return nil
+}
+
+// own starts f on a goroutine the handler waits for, unless the handler is
+// closing.
+func (h *Handler) own(f func()) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Go(f)
+	return true
 }
 
 func (h *Handler) options(w http.ResponseWriter, r *http.Request) {
@@ -137,7 +154,11 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h.sessions.Add(id, s)
-	h.wg.Go(func() { h.supervise(s) })
+	if !h.own(func() { h.supervise(s) }) {
+		h.sessions.Remove(id)
+		_ = s.Close()
+		return signal.Errorf(http.StatusServiceUnavailable, "server is shutting down")
+	}
 
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/sdp")

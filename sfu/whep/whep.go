@@ -39,6 +39,8 @@ type Handler struct {
 
 	ctx    context.Context // ends when Close is called; owned, not a request context
 	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Go against Close
+	closed bool
 	wg     sync.WaitGroup
 }
 
@@ -76,9 +78,24 @@ func (h *Handler) Sessions() int { return h.sessions.Len() }
 
 // Close ends every session and waits for their goroutines.
 func (h *Handler) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
 	h.cancel()
 	h.wg.Wait()
 	return nil
+}
+
+// own starts f on a goroutine the handler waits for, unless the handler is
+// closing.
+func (h *Handler) own(f func()) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Go(f)
+	return true
 }
 
 func (h *Handler) options(w http.ResponseWriter, r *http.Request) {
@@ -132,11 +149,15 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h.sessions.Add(id, s)
-	h.wg.Go(func() {
+	if !h.own(func() {
 		s.run(h.ctx, h.cfg.PublisherWait)
 		h.sessions.Remove(id)
 		_ = s.Close()
-	})
+	}) {
+		h.sessions.Remove(id)
+		_ = s.Close()
+		return signal.Errorf(http.StatusServiceUnavailable, "server is shutting down")
+	}
 
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/sdp")
@@ -225,6 +246,7 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 	})
 	abort := func(err error) (*session, string, error) {
 		_ = pc.Close()
+		s.wg.Wait()
 		return nil, "", err
 	}
 	kinds := map[webrtc.RTPCodecType]bool{}
@@ -242,30 +264,23 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 		s.wg.Go(func() { s.readRTCP(sender, dt) })
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: raw}); err != nil {
-		s.wg.Wait()
 		return abort(signal.Errorf(http.StatusBadRequest, "SDP offer rejected: %w", err))
 	}
 	s.preferCodecs(offer)
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
-		_ = pc.Close()
-		s.wg.Wait()
-		return nil, "", signal.Errorf(http.StatusBadRequest, "cannot answer the SDP offer: %w", err)
+		return abort(signal.Errorf(http.StatusBadRequest, "cannot answer the SDP offer: %w", err))
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(answer); err != nil {
-		_ = pc.Close()
-		s.wg.Wait()
-		return nil, "", fmt.Errorf("set local description: %w", err)
+		return abort(fmt.Errorf("set local description: %w", err))
 	}
 	select {
 	case <-gathered:
 	case <-time.After(h.cfg.GatherTimeout):
 		s.log.Warn("ICE gathering timed out; answering with the candidates found so far")
 	case <-ctx.Done():
-		_ = pc.Close()
-		s.wg.Wait()
-		return nil, "", ctx.Err()
+		return abort(ctx.Err())
 	}
 	return s, pc.LocalDescription().SDP, nil
 }
