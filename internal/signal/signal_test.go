@@ -20,7 +20,7 @@ func TestParseFragment(t *testing.T) {
 
 func TestStreamName(t *testing.T) {
 	for name, ok := range map[string]bool{"a": true, "Cam_1-x": true, "": false, "a.b": false, "a/b": false, "é": false,
-		"0123456789012345678901234567890123456789012345678901234567890123": true,
+		"0123456789012345678901234567890123456789012345678901234567890123":  true,
 		"01234567890123456789012345678901234567890123456789012345678901234": false} {
 		if err := StreamName(name); (err == nil) != ok {
 			t.Errorf("StreamName(%q) = %v", name, err)
