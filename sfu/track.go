@@ -422,6 +422,7 @@ func WithoutKeyframeStart() SubscribeOption {
 // closed track returns ErrTrackClosed.
 func (t *Track) Subscribe(s Subscriber, opts ...SubscribeOption) (unsubscribe func(), err error) {
 	sub := newSubscription(t, s, opts...)
+	askKeyframe := sub.waitKeyframe && t.info.Kind == KindVideo // read before enqueue can touch it
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -438,7 +439,7 @@ func (t *Track) Subscribe(s Subscriber, opts ...SubscribeOption) (unsubscribe fu
 	sub.start()
 	t.mu.Unlock()
 
-	if sub.waitKeyframe && t.info.Kind == KindVideo {
+	if askKeyframe {
 		t.RequestKeyframe()
 	}
 	return sync.OnceFunc(func() { t.unsubscribe(sub) }), nil
