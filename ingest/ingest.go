@@ -36,9 +36,8 @@ type Handler struct {
 	mux      *http.ServeMux
 	sessions *signal.Sessions[*session]
 
-	ctx    context.Context // ends when Close is called; owned, not a request context
-	cancel context.CancelFunc
-	mu     sync.Mutex // guards closed and wg.Go against Close
+	stop   chan struct{} // closed by Close
+	mu     sync.Mutex    // guards closed and wg.Go against Close
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -53,10 +52,9 @@ func New(cfg Config) *Handler {
 	if cfg.GatherTimeout <= 0 {
 		cfg.GatherTimeout = 5 * time.Second
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{
 		cfg: cfg, log: cfg.Logger.With("component", "whip"), mux: http.NewServeMux(),
-		sessions: signal.NewSessions[*session](), ctx: ctx, cancel: cancel,
+		sessions: signal.NewSessions[*session](), stop: make(chan struct{}),
 	}
 	h.mux.HandleFunc("OPTIONS /whip/{stream}", h.options)
 	h.mux.HandleFunc("POST /whip/{stream}", h.post)
@@ -75,9 +73,11 @@ func (h *Handler) Sessions() int { return h.sessions.Len() }
 // Close ends every session and waits for their goroutines.
 func (h *Handler) Close() error {
 	h.mu.Lock()
-	h.closed = true
+	if !h.closed {
+		h.closed = true
+		close(h.stop)
+	}
 	h.mu.Unlock()
-	h.cancel()
 	h.wg.Wait()
 	return nil
 }
@@ -180,7 +180,7 @@ func (h *Handler) supervise(s *session) {
 	case <-s.failed:
 		h.log.Info("publisher gone", "stream", s.stream, "session", s.id)
 	case <-s.deleted:
-	case <-h.ctx.Done():
+	case <-h.stop:
 	}
 	h.sessions.Remove(s.id)
 	_ = s.Close()

@@ -84,7 +84,7 @@ func (p *Packet) load(raw []byte) error {
 		return fmt.Errorf("%w: %d bytes", ErrPacketTooLarge, len(raw))
 	}
 	n := copy(p.buf[:], raw)
-	if err := p.Packet.Unmarshal(p.buf[:n]); err != nil {
+	if err := p.Unmarshal(p.buf[:n]); err != nil {
 		return fmt.Errorf("sfu: parse rtp packet: %w", err)
 	}
 	return nil
@@ -101,7 +101,7 @@ func (p *Packet) loadPacket(pkt *rtp.Packet) error {
 	if err != nil {
 		return fmt.Errorf("sfu: marshal rtp packet: %w", err)
 	}
-	if err := p.Packet.Unmarshal(p.buf[:n]); err != nil {
+	if err := p.Unmarshal(p.buf[:n]); err != nil {
 		return fmt.Errorf("sfu: parse rtp packet: %w", err)
 	}
 	return nil

@@ -35,11 +35,10 @@ func loadClip(t testing.TB, name string) *client.Clip {
 // when the clip loops; a received frame maps to the latest send of its
 // fingerprint, which is right because a frame is logged before it is sent.
 type sendLog struct {
-	mu       sync.Mutex
-	bySeq    []client.SentFrame
-	latest   map[uint64]int
-	onCount  map[int]chan struct{}
-	keyIndex map[int]bool
+	mu      sync.Mutex
+	bySeq   []client.SentFrame
+	latest  map[uint64]int
+	onCount map[int]chan struct{}
 }
 
 func newSendLog() *sendLog {

@@ -26,10 +26,9 @@ func startServer(t testing.TB, mutate ...func(*Config)) *server {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	var out io.Writer = io.Discard
-	level := slog.LevelWarn
+	out, level := io.Discard, slog.LevelWarn
 	if os.Getenv("HYBRIDCAST_TEST_LOG") != "" {
-		out, level = os.Stderr, slog.LevelDebug
+		out, level = io.Writer(os.Stderr), slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	srv, err := newServer(cfg, log)

@@ -47,7 +47,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	var lc net.ListenConfig
+	s.ln, err = lc.Listen(context.Background(), "tcp", cfg.HTTPAddr)
 	if err != nil {
 		_ = s.engine.Close()
 		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)

@@ -62,7 +62,7 @@ var pageHTML []byte
 // Browser is a headless Chromium that runs for the length of one test.
 type Browser struct {
 	t       testing.TB
-	ctx     context.Context // the chromedp context of the browser
+	ctx     context.Context //nolint:containedctx // chromedp ties the browser process to this context for its whole life
 	pageURL string          // the URL of the embedded page
 	pages   atomic.Int64    // counts the pages, to name them in logs
 }

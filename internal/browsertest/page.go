@@ -22,7 +22,7 @@ const pollInterval = 100 * time.Millisecond
 type Page struct {
 	t      testing.TB
 	name   string
-	ctx    context.Context // the chromedp context of the tab
+	ctx    context.Context //nolint:containedctx // chromedp ties the tab to this context for its whole life
 	cancel context.CancelFunc
 
 	mu     sync.Mutex

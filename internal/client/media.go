@@ -109,7 +109,7 @@ func LoadH264(path string) (*Clip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: load h264: %w", err)
 	}
-	defer f.Close()
+	defer f.Close() // read-only: a close error loses nothing
 	clip, err := readH264(bufio.NewReaderSize(f, 1<<16))
 	if err != nil {
 		return nil, fmt.Errorf("client: load h264 %s: %w", path, err)
@@ -184,7 +184,7 @@ func LoadIVF(path string) (*Clip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: load ivf: %w", err)
 	}
-	defer f.Close()
+	defer f.Close() // read-only: a close error loses nothing
 	clip, err := readIVF(bufio.NewReaderSize(f, 1<<16))
 	if err != nil {
 		return nil, fmt.Errorf("client: load ivf %s: %w", path, err)

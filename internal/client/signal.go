@@ -180,7 +180,7 @@ func (s *session) negotiate(ctx context.Context, endpoint string) error {
 	if err != nil {
 		return fmt.Errorf("client: POST %s: %w", endpoint, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusCreated {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		return &HTTPError{Method: http.MethodPost, Status: resp.StatusCode, Body: string(body)}
@@ -256,7 +256,7 @@ func (s *session) delete(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("client: DELETE %s: %w", s.location, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	if resp.StatusCode/100 != 2 {
 		return &HTTPError{Method: http.MethodDelete, Status: resp.StatusCode, Body: string(body)}

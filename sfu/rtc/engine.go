@@ -1,6 +1,7 @@
 package rtc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,7 +65,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 	lf := &pionLogger{log: log}
 
 	var err error
-	e.udpConn, err = net.ListenPacket("udp", addr)
+	var lc net.ListenConfig
+	e.udpConn, err = lc.ListenPacket(context.Background(), "udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for WebRTC media on udp %s: %w", addr, err)
 	}
@@ -72,7 +74,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if !cfg.DisableTCP {
 		host, _, _ := net.SplitHostPort(addr)
 		port := e.udpConn.LocalAddr().(*net.UDPAddr).Port
-		e.tcpLn, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		e.tcpLn, err = lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 		if err != nil {
 			_ = e.udpMux.Close()
 			return nil, fmt.Errorf("listen for ICE-TCP on tcp port %d: %w", port, err)
@@ -100,17 +102,17 @@ func NewEngine(cfg Config) (*Engine, error) {
 		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External: cfg.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
 		}); err != nil {
-			e.Close()
+			_ = e.Close()
 			return nil, fmt.Errorf("public IPs: %w", err)
 		}
 	}
 
 	if e.publisher, err = publisherAPI(se); err != nil {
-		e.Close()
+		_ = e.Close()
 		return nil, err
 	}
 	if e.viewer, err = viewerAPI(se); err != nil {
-		e.Close()
+		_ = e.Close()
 		return nil, err
 	}
 	return e, nil

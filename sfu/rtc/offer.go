@@ -60,7 +60,7 @@ func ParseOffer(raw string) (*Offer, error) {
 	}
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(raw); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	ufrag, sessUfrag := sd.Attribute("ice-ufrag")
 	_, sessPwd := sd.Attribute("ice-pwd")
@@ -77,7 +77,7 @@ func ParseOffer(raw string) (*Offer, error) {
 		}
 		mUfrag, hasUfrag := md.Attribute("ice-ufrag")
 		_, pwd := md.Attribute("ice-pwd")
-		if !(hasUfrag || sessUfrag) || !(pwd || sessPwd) {
+		if (!hasUfrag && !sessUfrag) || (!pwd && !sessPwd) {
 			return nil, ErrNoICE
 		}
 		if hasUfrag && offer.Ufrag == "" {

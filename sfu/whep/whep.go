@@ -37,9 +37,8 @@ type Handler struct {
 	mux      *http.ServeMux
 	sessions *signal.Sessions[*session]
 
-	ctx    context.Context // ends when Close is called; owned, not a request context
-	cancel context.CancelFunc
-	mu     sync.Mutex // guards closed and wg.Go against Close
+	stop   chan struct{} // closed by Close
+	mu     sync.Mutex    // guards closed and wg.Go against Close
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -57,10 +56,9 @@ func New(cfg Config) *Handler {
 	if cfg.GatherTimeout <= 0 {
 		cfg.GatherTimeout = 5 * time.Second
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{
 		cfg: cfg, log: cfg.Logger.With("component", "whep"), mux: http.NewServeMux(),
-		sessions: signal.NewSessions[*session](), ctx: ctx, cancel: cancel,
+		sessions: signal.NewSessions[*session](), stop: make(chan struct{}),
 	}
 	h.mux.HandleFunc("OPTIONS /whep/{stream}", h.options)
 	h.mux.HandleFunc("POST /whep/{stream}", h.post)
@@ -79,9 +77,11 @@ func (h *Handler) Sessions() int { return h.sessions.Len() }
 // Close ends every session and waits for their goroutines.
 func (h *Handler) Close() error {
 	h.mu.Lock()
-	h.closed = true
+	if !h.closed {
+		h.closed = true
+		close(h.stop)
+	}
 	h.mu.Unlock()
-	h.cancel()
 	h.wg.Wait()
 	return nil
 }
@@ -150,7 +150,7 @@ func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.sessions.Add(id, s)
 	if !h.own(func() {
-		s.run(h.ctx, h.cfg.PublisherWait)
+		s.run(h.stop, h.cfg.PublisherWait)
 		h.sessions.Remove(id)
 		_ = s.Close()
 	}) {
@@ -331,7 +331,7 @@ func (s *session) AddCandidates(f signal.Fragment) error {
 // run binds the downtracks to the stream's tracks and follows the stream's
 // changes until the session ends: the viewer leaves or fails, the server
 // closes, or no publisher shows up for wait.
-func (s *session) run(ctx context.Context, wait time.Duration) {
+func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 	defer close(s.done)
 	removeViewer := s.router.AddViewer()
 	defer removeViewer()
@@ -344,7 +344,7 @@ func (s *session) run(ctx context.Context, wait time.Duration) {
 		return
 	case <-s.closing:
 		return
-	case <-ctx.Done():
+	case <-stop:
 		return
 	case <-time.After(wait):
 		s.log.Info("viewer never connected")
@@ -400,7 +400,7 @@ func (s *session) run(ctx context.Context, wait time.Duration) {
 			return
 		case <-s.closing:
 			return
-		case <-ctx.Done():
+		case <-stop:
 			return
 		}
 	}
