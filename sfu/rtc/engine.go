@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -93,7 +94,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 	// A server needs no mDNS: it answers with raw addresses and learns the
 	// browser's (possibly .local) address from its connectivity checks.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetLite(false)
+	// A peer that vanishes without DELETE is noticed within seconds, not
+	// pion's default 25 s: disconnected after 5 s of silence, failed after
+	// 10 s, keepalives every 2 s.
+	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	if cfg.LoopbackOnly {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
