@@ -67,7 +67,7 @@ func FuzzTrackWrite(f *testing.F) {
 	good := videoPacket(7, 90000, payloadSPS)
 	raw, _ := good.Marshal()
 	f.Add(raw)
-	f.Add([]byte{0x80, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1})         // header only: padding-like, empty payload
+	f.Add([]byte{0x80, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1})          // header only: padding-like, empty payload
 	f.Add([]byte{0xa0, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 4}) // padding bit with a bad padding size
 	f.Add([]byte{0x90, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0, 9})
 	f.Fuzz(func(t *testing.T, data []byte) {
