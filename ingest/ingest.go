@@ -127,7 +127,7 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
 	if err := signal.StreamName(name); err != nil {
 		return err
 	}
-	if err := signal.BearerToken(r, h.cfg.Token, "hybridcast"); err != nil {
+	if err := signal.BearerToken(r, h.cfg.Token); err != nil {
 		return err
 	}
 	raw, offer, err := signal.ReadOffer(r)
@@ -191,7 +191,7 @@ func (h *Handler) resource(w http.ResponseWriter, r *http.Request) (*session, er
 	if !ok || s.stream != r.PathValue("stream") {
 		return nil, signal.Errorf(http.StatusNotFound, "no WHIP session %q on stream %q", r.PathValue("id"), r.PathValue("stream"))
 	}
-	if err := signal.BearerToken(r, h.cfg.Token, "hybridcast"); err != nil {
+	if err := signal.BearerToken(r, h.cfg.Token); err != nil {
 		return nil, err
 	}
 	return s, nil

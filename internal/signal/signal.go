@@ -106,7 +106,7 @@ func contentType(r *http.Request, want string) error {
 // BearerToken checks the Authorization header against token: 401 when it
 // is missing or not a Bearer token, 403 when it is wrong. An empty token
 // means no check.
-func BearerToken(r *http.Request, token string, realm string) error {
+func BearerToken(r *http.Request, token string) error {
 	if token == "" {
 		return nil
 	}

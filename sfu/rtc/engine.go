@@ -208,13 +208,21 @@ func (f *pionLogger) NewLogger(scope string) logging.LeveledLogger {
 
 type pionLeveled struct{ log *slog.Logger }
 
+// logf formats only when the level is enabled: pion logs per packet at
+// debug level.
+func (l *pionLeveled) logf(level slog.Level, f string, a ...any) {
+	if l.log.Enabled(context.Background(), level) {
+		l.log.Log(context.Background(), level, fmt.Sprintf(f, a...))
+	}
+}
+
 func (l *pionLeveled) Trace(string)              {}
 func (l *pionLeveled) Tracef(string, ...any)     {}
 func (l *pionLeveled) Debug(msg string)          { l.log.Debug(msg) }
-func (l *pionLeveled) Debugf(f string, a ...any) { l.log.Debug(fmt.Sprintf(f, a...)) }
+func (l *pionLeveled) Debugf(f string, a ...any) { l.logf(slog.LevelDebug, f, a...) }
 func (l *pionLeveled) Info(msg string)           { l.log.Debug(msg) }
-func (l *pionLeveled) Infof(f string, a ...any)  { l.log.Debug(fmt.Sprintf(f, a...)) }
+func (l *pionLeveled) Infof(f string, a ...any)  { l.logf(slog.LevelDebug, f, a...) }
 func (l *pionLeveled) Warn(msg string)           { l.log.Debug(msg) }
-func (l *pionLeveled) Warnf(f string, a ...any)  { l.log.Debug(fmt.Sprintf(f, a...)) }
+func (l *pionLeveled) Warnf(f string, a ...any)  { l.logf(slog.LevelDebug, f, a...) }
 func (l *pionLeveled) Error(msg string)          { l.log.Warn(msg) }
-func (l *pionLeveled) Errorf(f string, a ...any) { l.log.Warn(fmt.Sprintf(f, a...)) }
+func (l *pionLeveled) Errorf(f string, a ...any) { l.logf(slog.LevelWarn, f, a...) }
