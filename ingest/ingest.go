@@ -31,15 +31,9 @@ type Config struct {
 
 // Handler serves the WHIP endpoint under /whip/.
 type Handler struct {
-	cfg      Config
-	log      *slog.Logger
-	mux      *http.ServeMux
-	sessions *signal.Sessions[*session]
-
-	stop   chan struct{} // closed by Close
-	mu     sync.Mutex    // guards closed and wg.Go against Close
-	closed bool
-	wg     sync.WaitGroup
+	cfg Config
+	log *slog.Logger
+	*signal.Endpoint
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -52,174 +46,54 @@ func New(cfg Config) *Handler {
 	if cfg.GatherTimeout <= 0 {
 		cfg.GatherTimeout = 5 * time.Second
 	}
-	h := &Handler{
-		cfg: cfg, log: cfg.Logger.With("component", "whip"), mux: http.NewServeMux(),
-		sessions: signal.NewSessions[*session](), stop: make(chan struct{}),
-	}
-	h.mux.HandleFunc("OPTIONS /whip/{stream}", h.options)
-	h.mux.HandleFunc("POST /whip/{stream}", h.post)
-	h.mux.HandleFunc("OPTIONS /whip/{stream}/{id}", h.optionsResource)
-	h.mux.HandleFunc("PATCH /whip/{stream}/{id}", h.patch)
-	h.mux.HandleFunc("DELETE /whip/{stream}/{id}", h.delete)
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "whip")}
+	h.Endpoint = signal.NewEndpoint(signal.EndpointConfig{
+		Name:       "whip",
+		Create:     h.publish,
+		Run:        func(s signal.Resource, stop <-chan struct{}) { s.(*session).wait(stop) },
+		Authorize:  func(r *http.Request) error { return signal.BearerToken(r, cfg.Token) },
+		ICEServers: cfg.ICEServers,
+		Logger:     h.log,
+	})
 	return h
 }
 
-// ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
-
 // Sessions returns how many publishers are connected.
-func (h *Handler) Sessions() int { return h.sessions.Len() }
+func (h *Handler) Sessions() int { return h.Len() }
 
-// Close ends every session and waits for their goroutines.
-func (h *Handler) Close() error {
-	h.mu.Lock()
-	if !h.closed {
-		h.closed = true
-		close(h.stop)
-	}
-	h.mu.Unlock()
-	h.wg.Wait()
-	return nil
-}
-
-// own starts f on a goroutine the handler waits for, unless the handler is
-// closing.
-func (h *Handler) own(f func()) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return false
-	}
-	h.wg.Go(f)
-	return true
-}
-
-func (h *Handler) options(w http.ResponseWriter, r *http.Request) {
-	signal.CORS(w, "POST, OPTIONS")
-	w.Header().Set("Accept-Post", "application/sdp")
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (h *Handler) optionsResource(w http.ResponseWriter, r *http.Request) {
-	signal.CORS(w, "PATCH, DELETE, OPTIONS")
-	w.Header().Set("Accept-Patch", "application/trickle-ice-sdpfrag")
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
-	signal.CORS(w, "POST, OPTIONS")
-	if err := h.publish(w, r); err != nil {
-		var he *signal.Error
-		if errors.As(err, &he) && he.Status < 500 {
-			h.log.Info("publish refused", "stream", r.PathValue("stream"), "status", he.Status, "reason", he.Reason, "remote", r.RemoteAddr)
-		} else {
-			h.log.Error("publish failed", "stream", r.PathValue("stream"), "err", err)
-		}
-		if errors.As(err, &he) && he.Status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="hybridcast"`)
-		}
-		signal.WriteError(w, err)
-	}
-}
-
-func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) publish(r *http.Request) (string, signal.Resource, string, error) {
 	name := r.PathValue("stream")
 	if err := signal.StreamName(name); err != nil {
-		return err
+		return "", nil, "", err
 	}
 	if err := signal.BearerToken(r, h.cfg.Token); err != nil {
-		return err
+		return "", nil, "", err
 	}
 	raw, offer, err := signal.ReadOffer(r)
 	if err != nil {
-		return err
+		return "", nil, "", err
 	}
 	for _, m := range offer.Media {
 		if m.Direction == "recvonly" || m.Direction == "inactive" {
-			return signal.Errorf(http.StatusBadRequest, "WHIP offer's %s section is %s: a publisher must send (sendonly)", m.Kind, m.Direction)
+			return "", nil, "", signal.Errorf(http.StatusBadRequest, "WHIP offer's %s section is %s: a publisher must send (sendonly)", m.Kind, m.Direction)
 		}
 	}
 	router := h.cfg.Registry.RouterFor(name)
 	id := signal.NewID()
 	pub, err := router.Publish(id)
 	if errors.Is(err, sfu.ErrPublisherExists) {
-		return signal.Errorf(http.StatusConflict, "stream %q already has a publisher", name)
+		return "", nil, "", signal.Errorf(http.StatusConflict, "stream %q already has a publisher", name)
 	}
 	if err != nil {
-		return err
+		return "", nil, "", err
 	}
 	s, answer, err := h.newSession(r.Context(), id, name, pub, raw, offer)
 	if err != nil {
 		pub.Close()
-		return err
+		return "", nil, "", err
 	}
-	h.sessions.Add(id, s)
-	if !h.own(func() { h.supervise(s) }) {
-		h.sessions.Remove(id)
-		_ = s.Close()
-		return signal.Errorf(http.StatusServiceUnavailable, "server is shutting down")
-	}
-
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/sdp")
-	hdr.Set("Location", "/whip/"+name+"/"+id)
-	hdr.Set("ETag", s.ETag())
-	hdr.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
-	for _, l := range signal.ICELinks(h.cfg.ICEServers) {
-		hdr.Add("Link", l)
-	}
-	w.WriteHeader(http.StatusCreated)
-	_, _ = w.Write([]byte(answer))
 	h.log.Info("publisher connected", "stream", name, "session", id, "remote", r.RemoteAddr)
-	return nil
-}
-
-// supervise ends a session when its peer goes away or the handler closes.
-func (h *Handler) supervise(s *session) {
-	select {
-	case <-s.failed:
-		h.log.Info("publisher gone", "stream", s.stream, "session", s.id)
-	case <-s.deleted:
-	case <-h.stop:
-	}
-	h.sessions.Remove(s.id)
-	_ = s.Close()
-}
-
-func (h *Handler) resource(w http.ResponseWriter, r *http.Request) (*session, error) {
-	s, ok := h.sessions.Get(r.PathValue("id"))
-	if !ok || s.stream != r.PathValue("stream") {
-		return nil, signal.Errorf(http.StatusNotFound, "no WHIP session %q on stream %q", r.PathValue("id"), r.PathValue("stream"))
-	}
-	if err := signal.BearerToken(r, h.cfg.Token); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
-	signal.CORS(w, "PATCH, DELETE, OPTIONS")
-	s, err := h.resource(w, r)
-	if err == nil {
-		err = signal.Patch(w, r, s)
-	}
-	if err != nil {
-		signal.WriteError(w, err)
-	}
-}
-
-func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	signal.CORS(w, "PATCH, DELETE, OPTIONS")
-	s, err := h.resource(w, r)
-	if err != nil {
-		signal.WriteError(w, err)
-		return
-	}
-	h.sessions.Remove(s.id)
-	s.markDeleted()
-	_ = s.Close()
-	h.log.Info("publisher stopped", "stream", s.stream, "session", s.id)
-	w.WriteHeader(http.StatusOK)
+	return id, s, answer, nil
 }
 
 // session is one publisher's PeerConnection.
@@ -233,8 +107,6 @@ type session struct {
 
 	failed      chan struct{} // closed when ICE/DTLS fails or the peer closes
 	failOnce    sync.Once
-	deleted     chan struct{}
-	deleteOnce  sync.Once
 	mu          sync.Mutex // guards closed and wg.Go after Close started
 	closed      bool
 	wg          sync.WaitGroup
@@ -250,7 +122,7 @@ func (h *Handler) newSession(ctx context.Context, id, name string, pub *sfu.Publ
 	s := &session{
 		id: id, stream: name, log: h.log.With("stream", name, "session", id), pc: pc, pub: pub,
 		etag: `"` + signal.NewID() + `"`, ufrag: offer.Ufrag,
-		failed: make(chan struct{}), deleted: make(chan struct{}),
+		failed: make(chan struct{}),
 	}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("connection state", "state", st.String())
@@ -260,30 +132,12 @@ func (h *Handler) newSession(ctx context.Context, id, name string, pub *sfu.Publ
 	})
 	pc.OnTrack(s.onTrack)
 
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: raw}); err != nil {
-		_ = s.Close()
-		return nil, "", signal.Errorf(http.StatusBadRequest, "SDP offer rejected: %w", err)
-	}
-	preferCodecs(pc, offer)
-	answer, err := pc.CreateAnswer(nil)
+	answer, err := signal.Answer(ctx, pc, raw, func() { preferCodecs(pc, offer) }, h.cfg.GatherTimeout, s.log)
 	if err != nil {
 		_ = s.Close()
-		return nil, "", signal.Errorf(http.StatusBadRequest, "cannot answer the SDP offer: %w", err)
+		return nil, "", err
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		_ = s.Close()
-		return nil, "", fmt.Errorf("set local description: %w", err)
-	}
-	select {
-	case <-gathered:
-	case <-time.After(h.cfg.GatherTimeout):
-		s.log.Warn("ICE gathering timed out; answering with the candidates found so far")
-	case <-ctx.Done():
-		_ = s.Close()
-		return nil, "", ctx.Err()
-	}
-	return s, pc.LocalDescription().SDP, nil
+	return s, answer, nil
 }
 
 // preferCodecs makes our answer carry exactly one codec per section: the
@@ -308,21 +162,19 @@ func (s *session) ETag() string        { return s.etag }
 func (s *session) RemoteUfrag() string { return s.ufrag }
 
 // AddCandidates adds trickled candidates.
-func (s *session) AddCandidates(f signal.Fragment) error {
-	for _, c := range f.Candidates {
-		mid := c.Mid
-		init := webrtc.ICECandidateInit{Candidate: c.Candidate}
-		if mid != "" {
-			init.SDPMid = &mid
-		}
-		if err := s.pc.AddICECandidate(init); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (s *session) AddCandidates(f signal.Fragment) error { return signal.AddCandidates(s.pc, f) }
 
-func (s *session) markDeleted() { s.deleteOnce.Do(func() { close(s.deleted) }) }
+// Stream names the stream the session publishes.
+func (s *session) Stream() string { return s.stream }
+
+// wait returns when the publisher's connection fails or closes, or stop is closed.
+func (s *session) wait(stop <-chan struct{}) {
+	select {
+	case <-s.failed:
+		s.log.Info("publisher gone")
+	case <-stop:
+	}
+}
 
 // Close ends the session: the PeerConnection closes, read loops end, the
 // publication and its tracks close.

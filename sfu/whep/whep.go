@@ -2,7 +2,6 @@ package whep
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -32,15 +31,9 @@ type Config struct {
 
 // Handler serves the WHEP endpoint under /whep/.
 type Handler struct {
-	cfg      Config
-	log      *slog.Logger
-	mux      *http.ServeMux
-	sessions *signal.Sessions[*session]
-
-	stop   chan struct{} // closed by Close
-	mu     sync.Mutex    // guards closed and wg.Go against Close
-	closed bool
-	wg     sync.WaitGroup
+	cfg Config
+	log *slog.Logger
+	*signal.Endpoint
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -56,152 +49,44 @@ func New(cfg Config) *Handler {
 	if cfg.GatherTimeout <= 0 {
 		cfg.GatherTimeout = 5 * time.Second
 	}
-	h := &Handler{
-		cfg: cfg, log: cfg.Logger.With("component", "whep"), mux: http.NewServeMux(),
-		sessions: signal.NewSessions[*session](), stop: make(chan struct{}),
-	}
-	h.mux.HandleFunc("OPTIONS /whep/{stream}", h.options)
-	h.mux.HandleFunc("POST /whep/{stream}", h.post)
-	h.mux.HandleFunc("OPTIONS /whep/{stream}/{id}", h.optionsResource)
-	h.mux.HandleFunc("PATCH /whep/{stream}/{id}", h.patch)
-	h.mux.HandleFunc("DELETE /whep/{stream}/{id}", h.delete)
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "whep")}
+	h.Endpoint = signal.NewEndpoint(signal.EndpointConfig{
+		Name:       "whep",
+		Create:     h.play,
+		Run:        func(s signal.Resource, stop <-chan struct{}) { s.(*session).run(stop, cfg.PublisherWait) },
+		ICEServers: cfg.ICEServers,
+		Logger:     h.log,
+	})
 	return h
 }
 
-// ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
-
 // Sessions returns how many viewers are connected.
-func (h *Handler) Sessions() int { return h.sessions.Len() }
+func (h *Handler) Sessions() int { return h.Len() }
 
-// Close ends every session and waits for their goroutines.
-func (h *Handler) Close() error {
-	h.mu.Lock()
-	if !h.closed {
-		h.closed = true
-		close(h.stop)
-	}
-	h.mu.Unlock()
-	h.wg.Wait()
-	return nil
-}
-
-// own starts f on a goroutine the handler waits for, unless the handler is
-// closing.
-func (h *Handler) own(f func()) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return false
-	}
-	h.wg.Go(f)
-	return true
-}
-
-func (h *Handler) options(w http.ResponseWriter, r *http.Request) {
-	signal.CORS(w, "POST, OPTIONS")
-	w.Header().Set("Accept-Post", "application/sdp")
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (h *Handler) optionsResource(w http.ResponseWriter, r *http.Request) {
-	signal.CORS(w, "PATCH, DELETE, OPTIONS")
-	w.Header().Set("Accept-Patch", "application/trickle-ice-sdpfrag")
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
-	signal.CORS(w, "POST, OPTIONS")
-	start := time.Now()
-	defer func() { h.log.Debug("WHEP POST handled", "took", time.Since(start)) }()
-	if err := h.play(w, r); err != nil {
-		var he *signal.Error
-		if errors.As(err, &he) && he.Status < 500 {
-			h.log.Info("play refused", "stream", r.PathValue("stream"), "status", he.Status, "reason", he.Reason, "remote", r.RemoteAddr)
-		} else {
-			h.log.Error("play failed", "stream", r.PathValue("stream"), "err", err)
-		}
-		signal.WriteError(w, err)
-	}
-}
-
-func (h *Handler) play(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) play(r *http.Request) (string, signal.Resource, string, error) {
 	name := r.PathValue("stream")
 	if err := signal.StreamName(name); err != nil {
-		return err
+		return "", nil, "", err
 	}
 	router := h.cfg.Registry.Router(name)
 	if router == nil {
-		return signal.Errorf(http.StatusNotFound, "stream %q not found: nobody has published it", name)
+		return "", nil, "", signal.Errorf(http.StatusNotFound, "stream %q not found: nobody has published it", name)
 	}
 	raw, offer, err := signal.ReadOffer(r)
 	if err != nil {
-		return err
+		return "", nil, "", err
 	}
 	for _, m := range offer.Media {
 		if m.Direction == "sendonly" || m.Direction == "inactive" {
-			return signal.Errorf(http.StatusBadRequest, "WHEP offer's %s section is %s: a viewer must receive (recvonly)", m.Kind, m.Direction)
+			return "", nil, "", signal.Errorf(http.StatusBadRequest, "WHEP offer's %s section is %s: a viewer must receive (recvonly)", m.Kind, m.Direction)
 		}
 	}
 	id := signal.NewID()
 	s, answer, err := h.newSession(r.Context(), id, router, raw, offer)
 	if err != nil {
-		return err
+		return "", nil, "", err
 	}
-	h.sessions.Add(id, s)
-	if !h.own(func() {
-		s.run(h.stop, h.cfg.PublisherWait)
-		h.sessions.Remove(id)
-		_ = s.Close()
-	}) {
-		h.sessions.Remove(id)
-		_ = s.Close()
-		return signal.Errorf(http.StatusServiceUnavailable, "server is shutting down")
-	}
-
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/sdp")
-	hdr.Set("Location", "/whep/"+name+"/"+id)
-	hdr.Set("ETag", s.ETag())
-	hdr.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
-	for _, l := range signal.ICELinks(h.cfg.ICEServers) {
-		hdr.Add("Link", l)
-	}
-	w.WriteHeader(http.StatusCreated)
-	_, _ = w.Write([]byte(answer))
-	h.log.Debug("viewer connected", "stream", name, "session", id, "remote", r.RemoteAddr)
-	return nil
-}
-
-func (h *Handler) resource(r *http.Request) (*session, error) {
-	s, ok := h.sessions.Get(r.PathValue("id"))
-	if !ok || s.router.Name() != r.PathValue("stream") {
-		return nil, signal.Errorf(http.StatusNotFound, "no WHEP session %q on stream %q", r.PathValue("id"), r.PathValue("stream"))
-	}
-	return s, nil
-}
-
-func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
-	signal.CORS(w, "PATCH, DELETE, OPTIONS")
-	s, err := h.resource(r)
-	if err == nil {
-		err = signal.Patch(w, r, s)
-	}
-	if err != nil {
-		signal.WriteError(w, err)
-	}
-}
-
-func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	signal.CORS(w, "PATCH, DELETE, OPTIONS")
-	s, err := h.resource(r)
-	if err != nil {
-		signal.WriteError(w, err)
-		return
-	}
-	h.sessions.Remove(s.id)
-	_ = s.Close()
-	w.WriteHeader(http.StatusOK)
+	return id, s, answer, nil
 }
 
 // session is one viewer.
@@ -220,7 +105,6 @@ type session struct {
 	connOnce  sync.Once
 	closing   chan struct{}
 	closeOnce sync.Once
-	done      chan struct{} // closed when run has returned
 	wg        sync.WaitGroup
 }
 
@@ -232,7 +116,7 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 	s := &session{
 		id: id, log: h.log.With("stream", router.Name(), "session", id), router: router, pc: pc,
 		etag: `"` + signal.NewID() + `"`, ufrag: offer.Ufrag,
-		failed: make(chan struct{}), connected: make(chan struct{}), closing: make(chan struct{}), done: make(chan struct{}),
+		failed: make(chan struct{}), connected: make(chan struct{}), closing: make(chan struct{}),
 	}
 	fail := func() { s.failOnce.Do(func() { close(s.failed) }) }
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
@@ -263,26 +147,11 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 		s.tracks = append(s.tracks, dt)
 		s.wg.Go(func() { s.readRTCP(sender, dt) })
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: raw}); err != nil {
-		return abort(signal.Errorf(http.StatusBadRequest, "SDP offer rejected: %w", err))
-	}
-	s.preferCodecs(offer)
-	answer, err := pc.CreateAnswer(nil)
+	answer, err := signal.Answer(ctx, pc, raw, func() { s.preferCodecs(offer) }, h.cfg.GatherTimeout, s.log)
 	if err != nil {
-		return abort(signal.Errorf(http.StatusBadRequest, "cannot answer the SDP offer: %w", err))
+		return abort(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return abort(fmt.Errorf("set local description: %w", err))
-	}
-	select {
-	case <-gathered:
-	case <-time.After(h.cfg.GatherTimeout):
-		s.log.Warn("ICE gathering timed out; answering with the candidates found so far")
-	case <-ctx.Done():
-		return abort(ctx.Err())
-	}
-	return s, pc.LocalDescription().SDP, nil
+	return s, answer, nil
 }
 
 // preferCodecs orders each section's codecs with the live publisher's codec
@@ -314,25 +183,15 @@ func (s *session) ETag() string        { return s.etag }
 func (s *session) RemoteUfrag() string { return s.ufrag }
 
 // AddCandidates adds trickled candidates.
-func (s *session) AddCandidates(f signal.Fragment) error {
-	for _, c := range f.Candidates {
-		mid := c.Mid
-		init := webrtc.ICECandidateInit{Candidate: c.Candidate}
-		if mid != "" {
-			init.SDPMid = &mid
-		}
-		if err := s.pc.AddICECandidate(init); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (s *session) AddCandidates(f signal.Fragment) error { return signal.AddCandidates(s.pc, f) }
+
+// Stream names the stream the session plays.
+func (s *session) Stream() string { return s.router.Name() }
 
 // run binds the downtracks to the stream's tracks and follows the stream's
 // changes until the session ends: the viewer leaves or fails, the server
 // closes, or no publisher shows up for wait.
 func (s *session) run(stop <-chan struct{}, wait time.Duration) {
-	defer close(s.done)
 	removeViewer := s.router.AddViewer()
 	defer removeViewer()
 
