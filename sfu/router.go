@@ -152,6 +152,12 @@ type TrackEntry struct {
 	Bytes       uint64 `json:"bytes"`
 	Keyframes   uint64 `json:"keyframes"`
 	Subscribers int    `json:"subscribers"`
+	// Measured: picture size (video), bitrate, frame rate, activity.
+	Width   int     `json:"width,omitempty"`
+	Height  int     `json:"height,omitempty"`
+	Bitrate int     `json:"bitrate"`
+	FPS     float64 `json:"fps,omitempty"`
+	Active  bool    `json:"active"`
 }
 
 // Stats returns a snapshot of the stream.
@@ -166,10 +172,11 @@ func (r *Router) Stats() StreamStats {
 	r.mu.Unlock()
 	s.Tracks = make([]TrackEntry, 0, len(tracks))
 	for _, t := range tracks {
-		st := t.Stats()
+		st, l := t.Stats(), t.Layer()
 		s.Tracks = append(s.Tracks, TrackEntry{
 			ID: t.info.ID, Kind: t.info.Kind.String(), Codec: t.info.MimeType, RID: t.info.RID,
 			Packets: st.Packets, Bytes: st.Bytes, Keyframes: st.Keyframes, Subscribers: st.Subscribers,
+			Width: l.Width, Height: l.Height, Bitrate: l.Bitrate, FPS: l.FPS, Active: l.Active,
 		})
 	}
 	return s

@@ -118,7 +118,8 @@ type Track struct {
 	kfLast    time.Time
 	kfPending *time.Timer
 
-	sr atomic.Pointer[SenderReport]
+	sr    atomic.Pointer[SenderReport]
+	meter meter
 
 	packets, bytes, padding, keyframes, kfRequests atomic.Uint64
 }
@@ -260,6 +261,7 @@ func (t *Track) forward(pkt *Packet) error {
 		old.Release()
 	}
 
+	t.meter.observe(pkt, t.info.MimeType)
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(pkt.Payload)))
 	if subs := t.subs.Load(); subs != nil {
