@@ -23,13 +23,16 @@ type downTrack struct {
 	bound     chan struct{} // closed by the first Bind
 	boundOnce sync.Once
 
-	mu      sync.Mutex // guards everything below
-	writer  webrtc.TrackLocalWriter
-	ssrc    uint32
-	codecs  []webrtc.RTPCodecParameters
-	src     *sfu.Track
-	rw      *sfu.Rewriter
-	canSend bool // the viewer negotiated the source's codec
+	mu       sync.Mutex // guards everything below
+	writer   webrtc.TrackLocalWriter
+	ssrc     uint32
+	codecs   []webrtc.RTPCodecParameters
+	src      *sfu.Track // forwarded now
+	target   *sfu.Track // to switch to at its next keyframe
+	switches uint64
+	rw       *sfu.Rewriter
+	canSend  bool          // the viewer negotiated the source's codec
+	switched chan struct{} // tells the session a switch happened (cap 1)
 
 	fwdHdr rtp.Header // scratch for the forwarding goroutine
 	rtxHdr rtp.Header // scratch for the RTCP goroutine
@@ -39,11 +42,11 @@ type downTrack struct {
 
 var (
 	_ webrtc.TrackLocal = (*downTrack)(nil)
-	_ sfu.Subscriber    = (*downTrack)(nil)
+	_ sfu.Subscriber    = (*source)(nil)
 )
 
-func newDownTrack(kind webrtc.RTPCodecType, streamID string, log *slog.Logger) *downTrack {
-	return &downTrack{id: kind.String(), streamID: streamID, kind: kind, log: log, bound: make(chan struct{})}
+func newDownTrack(kind webrtc.RTPCodecType, streamID string, switched chan struct{}, log *slog.Logger) *downTrack {
+	return &downTrack{id: kind.String(), streamID: streamID, kind: kind, log: log, bound: make(chan struct{}), switched: switched}
 }
 
 func (d *downTrack) ID() string                { return d.id }
@@ -62,16 +65,7 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.ssrc = uint32(ctx.SSRC())
 	d.codecs = codecs
 	chosen := codecs[0]
-	if d.src != nil {
-		if c, ok := d.matchCodec(d.src.Info()); ok {
-			chosen = c
-		}
-	}
-	clock := chosen.ClockRate
-	d.rw = sfu.NewRewriter(d.ssrc, uint8(chosen.PayloadType), clock, uint16(rand.Uint32()), rand.Uint32())
-	if d.src != nil {
-		d.setSourceLocked(d.src)
-	}
+	d.rw = sfu.NewRewriter(d.ssrc, uint8(chosen.PayloadType), chosen.ClockRate, uint16(rand.Uint32()), rand.Uint32())
 	d.mu.Unlock()
 	d.boundOnce.Do(func() { close(d.bound) })
 	d.log.Debug("bound", "kind", d.kind.String(), "codec", chosen.MimeType, "pt", chosen.PayloadType)
@@ -103,19 +97,43 @@ func (d *downTrack) matchCodec(info sfu.TrackInfo) (webrtc.RTPCodecParameters, b
 	return webrtc.RTPCodecParameters{}, false
 }
 
-// setSource switches the downtrack to a new source track; the next packet
-// continues the outgoing numbering.
-func (d *downTrack) setSource(t *sfu.Track) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.src = t
-	if d.rw != nil {
-		d.setSourceLocked(t)
-	}
+// source adapts one source track's subscription to the downtrack, which
+// must know which track each packet comes from.
+type source struct {
+	d     *downTrack
+	track *sfu.Track
 }
 
-func (d *downTrack) setSourceLocked(t *sfu.Track) {
+func (s *source) WriteRTP(p *sfu.Packet) error { return s.d.writeFrom(s.track, p) }
+
+// follow makes t the track to switch to: the next packet from t, which a
+// keyframe-gated subscription makes a keyframe, switches to it. Until then
+// the current source keeps flowing, so the viewer's picture never stops for
+// longer than the new layer's keyframe takes, and its decoder never sees a
+// P-frame of a layer it has no keyframe for.
+func (d *downTrack) follow(t *sfu.Track) sfu.Subscriber {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.target = t
+	return &source{d: d, track: t}
+}
+
+// current returns the track being forwarded and the pending target.
+func (d *downTrack) current() (cur, target *sfu.Track) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.src, d.target
+}
+
+// switchLocked makes t the forwarded source. d.mu is held.
+func (d *downTrack) switchLocked(t *sfu.Track) {
+	d.src, d.target = t, nil
+	d.switches++
 	d.rw.SwitchSource()
+	select {
+	case d.switched <- struct{}{}:
+	default:
+	}
 	c, ok := d.matchCodec(t.Info())
 	d.canSend = ok
 	if !ok {
@@ -126,10 +144,20 @@ func (d *downTrack) setSourceLocked(t *sfu.Track) {
 	d.rw.SetPayloadType(uint8(c.PayloadType))
 }
 
-// WriteRTP forwards one packet of the source (sfu.Subscriber). It runs on
-// the subscription's goroutine.
-func (d *downTrack) WriteRTP(p *sfu.Packet) error {
+// writeFrom forwards one packet of track t. It runs on t's subscription
+// goroutine for this viewer.
+func (d *downTrack) writeFrom(t *sfu.Track, p *sfu.Packet) error {
 	d.mu.Lock()
+	switch {
+	case d.rw == nil: // not bound: cannot happen, sessions subscribe once connected
+		d.mu.Unlock()
+		return nil
+	case t == d.target && p.Keyframe:
+		d.switchLocked(t)
+	case t != d.src:
+		d.mu.Unlock()
+		return nil // the old layer after a switch, or the target before its keyframe
+	}
 	w := d.writer
 	if w == nil || !d.canSend {
 		d.mu.Unlock()

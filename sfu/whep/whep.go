@@ -81,8 +81,12 @@ func (h *Handler) play(r *http.Request) (string, signal.Resource, string, error)
 			return "", nil, "", signal.Errorf(http.StatusBadRequest, "WHEP offer's %s section is %s: a viewer must receive (recvonly)", m.Kind, m.Direction)
 		}
 	}
+	pin := r.URL.Query().Get("layer")
+	if pin != "" && !validRID(pin) {
+		return "", nil, "", signal.Errorf(http.StatusBadRequest, "invalid layer %q: a simulcast RID is 1 to 16 letters, digits, '-' or '_'", pin)
+	}
 	id := signal.NewID()
-	s, answer, err := h.newSession(r.Context(), id, router, raw, offer)
+	s, answer, err := h.newSession(r.Context(), id, router, raw, offer, pin)
 	if err != nil {
 		return "", nil, "", err
 	}
@@ -99,6 +103,10 @@ type session struct {
 	ufrag  string
 	tracks []*downTrack
 
+	mu       sync.Mutex    // guards pin
+	pin      string        // RID the viewer asked for; "" for automatic
+	switched chan struct{} // a downtrack switched source (cap 1)
+
 	failed    chan struct{}
 	failOnce  sync.Once
 	connected chan struct{} // closed when ICE and DTLS are up
@@ -108,7 +116,7 @@ type session struct {
 	wg        sync.WaitGroup
 }
 
-func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router, raw string, offer *rtc.Offer) (*session, string, error) {
+func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router, raw string, offer *rtc.Offer, pin string) (*session, string, error) {
 	pc, err := h.cfg.Engine.ViewerAPI().NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, "", fmt.Errorf("new peer connection: %w", err)
@@ -117,6 +125,7 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 		id: id, log: h.log.With("stream", router.Name(), "session", id), router: router, pc: pc,
 		etag: `"` + signal.NewID() + `"`, ufrag: offer.Ufrag,
 		failed: make(chan struct{}), connected: make(chan struct{}), closing: make(chan struct{}),
+		switched: make(chan struct{}, 1), pin: pin,
 	}
 	fail := func() { s.failOnce.Do(func() { close(s.failed) }) }
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
@@ -139,7 +148,7 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 			continue // one track per kind
 		}
 		kinds[m.Kind] = true
-		dt := newDownTrack(m.Kind, router.Name(), s.log)
+		dt := newDownTrack(m.Kind, router.Name(), s.switched, s.log)
 		sender, err := pc.AddTrack(dt)
 		if err != nil {
 			return abort(fmt.Errorf("add %s track: %w", m.Kind, err))
@@ -211,47 +220,64 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 	}
 	s.log.Debug("viewer connected; subscribing")
 
-	subs := map[*downTrack]*subscriptionState{}
+	// subs holds, per downtrack, its subscriptions: the source it forwards
+	// and, during a switch, the target it waits on for a keyframe.
+	subs := map[*downTrack]map[*sfu.Track]func(){}
+	for _, dt := range s.tracks {
+		subs[dt] = map[*sfu.Track]func(){}
+	}
 	defer func() {
-		for _, st := range subs {
-			st.unsubscribe()
+		for _, m := range subs {
+			for _, unsub := range m {
+				unsub()
+			}
 		}
 	}()
 	idle := time.NewTimer(wait)
 	defer idle.Stop()
+	wasLive := false
+	// Layers change activity and bitrate without a Router notification:
+	// look again at this pace.
+	rerank := time.NewTicker(layerCheckInterval)
+	defer rerank.Stop()
 	for {
 		tracks, changed := s.router.Tracks()
 		live := false
 		for _, dt := range s.tracks {
-			src := pick(tracks, dt.kind)
-			if src != nil {
+			want := s.choose(tracks, dt.kind)
+			if want != nil {
 				live = true
 			}
-			cur := subs[dt]
-			if cur != nil && cur.track == src {
-				continue
+			cur, target := dt.current()
+			if want != nil && want != cur && want != target {
+				if _, ok := subs[dt][want]; ok {
+					dt.follow(want)
+					want.RequestKeyframe()
+				} else if unsub, err := want.Subscribe(dt.follow(want)); err == nil {
+					subs[dt][want] = unsub
+				}
+				// A subscribe error means the track closed under us: the
+				// next change says so.
 			}
-			if cur != nil {
-				cur.unsubscribe()
-				delete(subs, dt)
+			cur, target = dt.current()
+			for t, unsub := range subs[dt] {
+				if t != cur && t != target {
+					unsub()
+					delete(subs[dt], t)
+				}
 			}
-			if src == nil {
-				continue
-			}
-			dt.setSource(src)
-			unsub, err := src.Subscribe(dt)
-			if err != nil {
-				continue // the track closed under us: the next change says so
-			}
-			subs[dt] = &subscriptionState{track: src, unsubscribe: unsub}
 		}
-		if live {
+		switch {
+		case live && !wasLive:
 			idle.Stop()
-		} else {
-			idle.Reset(wait)
+		case !live && wasLive:
+			idle.Reset(wait) // the publisher left: wait for another
 		}
+		wasLive = live
 		select {
 		case <-changed:
+		case <-rerank.C:
+		case <-s.switched:
 		case <-idle.C:
 			s.log.Info("no publisher; ending the viewer session", "waited", wait)
 			return
@@ -265,24 +291,39 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 	}
 }
 
-type subscriptionState struct {
-	track       *sfu.Track
-	unsubscribe func()
-}
+// layerCheckInterval is how often a viewer's layer choice is reviewed.
+const layerCheckInterval = 500 * time.Millisecond
 
-// pick chooses the track a downtrack of this kind follows: the first one.
-// (Simulcast layer choice replaces this.)
-func pick(tracks []*sfu.Track, kind webrtc.RTPCodecType) *sfu.Track {
-	want := sfu.KindAudio
-	if kind == webrtc.RTPCodecTypeVideo {
-		want = sfu.KindVideo
+// choose picks the track a downtrack of this kind should forward: for
+// audio the stream's audio track; for video the pinned layer while it is
+// active, else the best active layer (RankLayers).
+func (s *session) choose(tracks []*sfu.Track, kind webrtc.RTPCodecType) *sfu.Track {
+	if kind == webrtc.RTPCodecTypeAudio {
+		for _, t := range tracks {
+			if t.Info().Kind == sfu.KindAudio {
+				return t
+			}
+		}
+		return nil
 	}
-	for _, t := range tracks {
-		if t.Info().Kind == want {
-			return t
+	ranked := sfu.RankLayers(tracks)
+	if len(ranked) == 0 {
+		return nil
+	}
+	if pin := s.pinned(); pin != "" {
+		for _, t := range ranked {
+			if t.Info().RID == pin && t.Layer().Active {
+				return t
+			}
 		}
 	}
-	return nil
+	return ranked[0]
+}
+
+func (s *session) pinned() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pin
 }
 
 func (s *session) readRTCP(sender *webrtc.RTPSender, dt *downTrack) {
@@ -305,4 +346,18 @@ func (s *session) Close() error {
 		s.wg.Wait()
 	})
 	return err
+}
+
+// validRID checks a simulcast RID (RFC 8851 §10: rid-id = 1*(alpha-numeric
+// / "-" / "_"); we also cap its length at 16).
+func validRID(s string) bool {
+	if len(s) == 0 || len(s) > 16 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
