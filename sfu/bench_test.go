@@ -42,7 +42,7 @@ func BenchmarkFanout(b *testing.B) {
 			}
 			payload := make([]byte, 1100)
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 102, SSRC: 1}, Payload: payload}
-			const batch = 64 // well under the 512-packet queue: nothing is dropped
+			const batch = 64 // under the 128-packet queue: nothing is dropped
 			var sent uint64
 			b.ReportAllocs()
 			b.ResetTimer()

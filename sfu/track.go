@@ -71,7 +71,9 @@ type TrackConfig struct {
 	// rounded up to a power of two. Default 1024 for video, 256 for audio.
 	HistorySize int
 	// QueueSize is the default per-subscriber queue length, rounded up to a
-	// power of two. Default 512 for video, 128 for audio.
+	// power of two. Default 128 for video (half a second of a 2.5 Mbit/s
+	// stream: a subscriber further behind is better restarted at a
+	// keyframe than served late), 64 for audio.
 	QueueSize int
 	Logger    *slog.Logger
 }
@@ -138,9 +140,9 @@ func NewTrack(cfg TrackConfig) *Track {
 	hist = pow2(hist)
 	queue := cfg.QueueSize
 	if queue <= 0 {
-		queue = 128
+		queue = 64
 		if video {
-			queue = 512
+			queue = 128
 		}
 	}
 	interval := cfg.KeyframeInterval

@@ -44,6 +44,9 @@ type Config struct {
 	// LoopbackOnly restricts WebRTC to loopback addresses (tests, demos on
 	// one machine).
 	LoopbackOnly bool `yaml:"loopback_only"`
+	// DebugAddr, when set, serves Go's pprof profiles on that address
+	// (keep it private: loopback).
+	DebugAddr string `yaml:"debug_addr"`
 
 	// tokenGenerated is set when PublishToken was made at start.
 	tokenGenerated bool
@@ -81,6 +84,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&fl.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn, error (env HYBRIDCAST_LOG_LEVEL)")
 	fs.DurationVar(&fl.ViewerPublisherWait, "viewer-publisher-wait", cfg.ViewerPublisherWait, "how long a WebRTC viewer waits for an absent publisher (env HYBRIDCAST_VIEWER_PUBLISHER_WAIT)")
 	fs.BoolVar(&fl.LoopbackOnly, "loopback-only", false, "use only loopback addresses for WebRTC (env HYBRIDCAST_LOOPBACK_ONLY)")
+	fs.StringVar(&fl.DebugAddr, "debug-addr", "", "serve pprof profiles on this `address`, e.g. 127.0.0.1:6060 (env HYBRIDCAST_DEBUG_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -121,6 +125,9 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if set["loopback-only"] {
 		cfg.LoopbackOnly = fl.LoopbackOnly
+	}
+	if set["debug-addr"] {
+		cfg.DebugAddr = fl.DebugAddr
 	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
@@ -164,6 +171,7 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 	str("WEBRTC_UDP_ADDR", &cfg.WebRTCUDPAddr)
 	str("PUBLISH_TOKEN", &cfg.PublishToken)
 	str("LOG_LEVEL", &cfg.LogLevel)
+	str("DEBUG_ADDR", &cfg.DebugAddr)
 	if v := getenv(envPrefix + "PUBLIC_IPS"); v != "" {
 		cfg.PublicIPs = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
 	}
@@ -204,6 +212,9 @@ func (c *Config) Validate() error {
 	}
 	checkAddr("http_addr", c.HTTPAddr)
 	checkAddr("webrtc_udp_addr", c.WebRTCUDPAddr)
+	if c.DebugAddr != "" {
+		checkAddr("debug_addr", c.DebugAddr)
+	}
 	for _, ip := range c.PublicIPs {
 		if net.ParseIP(ip) == nil {
 			errs = append(errs, fmt.Errorf("public_ips: %q is not an IP address", ip))

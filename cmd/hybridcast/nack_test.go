@@ -29,7 +29,7 @@ func lossRule(t *testing.T, port, pct int) {
 	run := func(args ...string) error {
 		out, err := exec.Command(nft, args...).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("nft %s: %v: %s", strings.Join(args, " "), err, out)
+			return fmt.Errorf("nft %s: %w: %s", strings.Join(args, " "), err, out)
 		}
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -31,6 +32,8 @@ type server struct {
 	whep     *whep.Handler
 	ln       net.Listener
 	http     *http.Server
+	debug    *http.Server // pprof, when configured
+	debugLn  net.Listener
 }
 
 // newServer binds the sockets. Nothing runs until Serve.
@@ -71,6 +74,21 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if cfg.DebugAddr != "" {
+		s.debugLn, err = lc.Listen(context.Background(), "tcp", cfg.DebugAddr)
+		if err != nil {
+			_ = s.ln.Close()
+			_ = s.engine.Close()
+			return nil, fmt.Errorf("listen for pprof on %s: %w", cfg.DebugAddr, err)
+		}
+		dm := http.NewServeMux()
+		dm.HandleFunc("/debug/pprof/", pprof.Index)
+		dm.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		dm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		dm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		dm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s.debug = &http.Server{Handler: dm, ReadHeaderTimeout: 10 * time.Second}
+	}
 	return s, nil
 }
 
@@ -95,6 +113,18 @@ func (s *server) URL() string {
 func (s *server) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }() // joined below through errc
+	debugDone := make(chan struct{})
+	if s.debug != nil {
+		go func() { _ = s.debug.Serve(s.debugLn); close(debugDone) }() // joined below
+	} else {
+		close(debugDone)
+	}
+	defer func() {
+		if s.debug != nil {
+			_ = s.debug.Close()
+		}
+		<-debugDone
+	}()
 	var err error
 	select {
 	case err = <-errc:

@@ -866,7 +866,7 @@ func addReason(m map[string]int, msg, location string) {
 
 func (r *Report) print(w io.Writer) {
 	bw := bufio.NewWriter(w)
-	defer bw.Flush()
+	defer func() { _ = bw.Flush() }() // stdout: nothing to do on error
 	p := func(format string, a ...any) { fmt.Fprintf(bw, format+"\n", a...) }
 	pct := func(q percentiles) string {
 		if q.N == 0 {

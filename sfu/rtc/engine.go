@@ -13,6 +13,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 )
@@ -192,10 +193,14 @@ func viewerAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 	if err := registerCodecs(m); err != nil {
 		return nil, err
 	}
+	// Sender reports only: a viewer sends us no media to report on, and
+	// every interceptor costs a goroutine per viewer.
 	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
 		return nil, err
 	}
+	ir.Add(sr)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
