@@ -63,6 +63,16 @@ func NewEngine(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("public IP %q is not an IP address", ip)
 		}
 	}
+	if cfg.LoopbackOnly {
+		// An unspecified address would advertise every interface's address
+		// (the UDP mux lists them itself), and peers on this machine would
+		// then also pair with those and switch paths mid-stream.
+		if host, port, err := net.SplitHostPort(addr); err == nil {
+			if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+				addr = net.JoinHostPort("127.0.0.1", port)
+			}
+		}
+	}
 	e := &Engine{log: log}
 	lf := &pionLogger{log: log}
 
@@ -72,7 +82,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for WebRTC media on udp %s: %w", addr, err)
 	}
-	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: e.udpConn})
+	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: newBatchConn(e.udpConn.(*net.UDPConn))})
 	if !cfg.DisableTCP {
 		host, _, _ := net.SplitHostPort(addr)
 		port := e.udpConn.LocalAddr().(*net.UDPAddr).Port
