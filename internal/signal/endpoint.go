@@ -33,7 +33,10 @@ type EndpointConfig struct {
 	Run func(s Resource, stop <-chan struct{})
 	// Authorize checks PATCH and DELETE requests on a session (nil: anyone
 	// holding the resource URL).
-	Authorize  func(r *http.Request) error
+	Authorize func(r *http.Request) error
+	// Links, if set, adds Link header values to the 201 response (protocol
+	// extensions); location is the session's resource path.
+	Links      func(location string) []string
 	ICEServers []webrtc.ICEServer
 	Logger     *slog.Logger
 }
@@ -85,6 +88,15 @@ func NewEndpoint(cfg EndpointConfig) *Endpoint {
 // ServeHTTP implements http.Handler.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) { e.mux.ServeHTTP(w, r) }
 
+// Session returns the live session with that ID on that stream.
+func (e *Endpoint) Session(stream, id string) (Resource, bool) {
+	s, ok := e.sessions.Get(id)
+	if !ok || s.Stream() != stream {
+		return nil, false
+	}
+	return s, true
+}
+
 // Len returns how many sessions are live.
 func (e *Endpoint) Len() int { return e.sessions.Len() }
 
@@ -127,11 +139,17 @@ func (e *Endpoint) post(w http.ResponseWriter, r *http.Request) {
 	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/sdp")
-	hdr.Set("Location", "/"+e.cfg.Name+"/"+s.Stream()+"/"+id)
+	location := "/" + e.cfg.Name + "/" + s.Stream() + "/" + id
+	hdr.Set("Location", location)
 	hdr.Set("ETag", s.ETag())
 	hdr.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
 	for _, l := range ICELinks(e.cfg.ICEServers) {
 		hdr.Add("Link", l)
+	}
+	if e.cfg.Links != nil {
+		for _, l := range e.cfg.Links(location) {
+			hdr.Add("Link", l)
+		}
 	}
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write([]byte(answer))

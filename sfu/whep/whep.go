@@ -33,6 +33,7 @@ type Config struct {
 type Handler struct {
 	cfg Config
 	log *slog.Logger
+	mux *http.ServeMux
 	*signal.Endpoint
 }
 
@@ -54,11 +55,18 @@ func New(cfg Config) *Handler {
 		Name:       "whep",
 		Create:     h.play,
 		Run:        func(s signal.Resource, stop <-chan struct{}) { s.(*session).run(stop, cfg.PublisherWait) },
+		Links:      layerLinks,
 		ICEServers: cfg.ICEServers,
 		Logger:     h.log,
 	})
+	h.mux = http.NewServeMux()
+	h.mux.Handle("/whep/", h.Endpoint)
+	h.mux.HandleFunc("/whep/{stream}/{id}/layer", h.serveLayer)
 	return h
 }
+
+// ServeHTTP serves the endpoint and its layer selection extension.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 // Sessions returns how many viewers are connected.
 func (h *Handler) Sessions() int { return h.Len() }
@@ -102,6 +110,7 @@ type session struct {
 	etag   string
 	ufrag  string
 	tracks []*downTrack
+	mids   map[*downTrack]string
 
 	mu       sync.Mutex    // guards pin
 	pin      string        // RID the viewer asked for; "" for automatic
@@ -125,7 +134,7 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 		id: id, log: h.log.With("stream", router.Name(), "session", id), router: router, pc: pc,
 		etag: `"` + signal.NewID() + `"`, ufrag: offer.Ufrag,
 		failed: make(chan struct{}), connected: make(chan struct{}), closing: make(chan struct{}),
-		switched: make(chan struct{}, 1), pin: pin,
+		switched: make(chan struct{}, 1), pin: pin, mids: map[*downTrack]string{},
 	}
 	fail := func() { s.failOnce.Do(func() { close(s.failed) }) }
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
@@ -154,6 +163,7 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 			return abort(fmt.Errorf("add %s track: %w", m.Kind, err))
 		}
 		s.tracks = append(s.tracks, dt)
+		s.mids[dt] = m.Mid
 		s.wg.Go(func() { s.readRTCP(sender, dt) })
 	}
 	answer, err := signal.Answer(ctx, pc, raw, func() { s.preferCodecs(offer) }, h.cfg.GatherTimeout, s.log)
@@ -318,6 +328,16 @@ func (s *session) choose(tracks []*sfu.Track, kind webrtc.RTPCodecType) *sfu.Tra
 		}
 	}
 	return ranked[0]
+}
+
+// videoMid returns the mid of the video section ("" without video).
+func (s *session) videoMid() string {
+	for _, dt := range s.tracks {
+		if dt.kind == webrtc.RTPCodecTypeVideo {
+			return s.mids[dt]
+		}
+	}
+	return ""
 }
 
 func (s *session) pinned() string {
