@@ -38,6 +38,7 @@ type downTrack struct {
 	rtxHdr rtp.Header // scratch for the RTCP goroutine
 
 	packets, bytes, nacks, resent, plis atomic.Uint64
+	remb                                atomic.Int64 // the viewer's latest REMB estimate, bit/s
 }
 
 var (
@@ -186,6 +187,8 @@ func (d *downTrack) handleRTCP(pkts []rtcp.Packet) {
 			if src != nil {
 				src.RequestKeyframe()
 			}
+		case *rtcp.ReceiverEstimatedMaximumBitrate:
+			d.remb.Store(int64(p.Bitrate))
 		case *rtcp.TransportLayerNack:
 			for _, pair := range p.Nacks {
 				pair.Range(func(seq uint16) bool {
@@ -227,3 +230,7 @@ func (d *downTrack) retransmit(out uint16) {
 		d.resent.Add(1)
 	}
 }
+
+// estimate returns the viewer's latest bandwidth estimate in bit/s, 0 if
+// none arrived.
+func (d *downTrack) estimate() int { return int(d.remb.Load()) }

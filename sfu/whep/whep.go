@@ -111,6 +111,7 @@ type session struct {
 	ufrag  string
 	tracks []*downTrack
 	mids   map[*downTrack]string
+	policy layerPolicy // used by run only
 
 	mu       sync.Mutex    // guards pin
 	pin      string        // RID the viewer asked for; "" for automatic
@@ -135,6 +136,7 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 		etag: `"` + signal.NewID() + `"`, ufrag: offer.Ufrag,
 		failed: make(chan struct{}), connected: make(chan struct{}), closing: make(chan struct{}),
 		switched: make(chan struct{}, 1), pin: pin, mids: map[*downTrack]string{},
+		policy: layerPolicy{start: time.Now()},
 	}
 	fail := func() { s.failOnce.Do(func() { close(s.failed) }) }
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
@@ -327,7 +329,15 @@ func (s *session) choose(tracks []*sfu.Track, kind webrtc.RTPCodecType) *sfu.Tra
 			}
 		}
 	}
-	return ranked[0]
+	var cur *sfu.Track
+	estimate := 0
+	for _, dt := range s.tracks {
+		if dt.kind == webrtc.RTPCodecTypeVideo {
+			cur, _ = dt.current()
+			estimate = dt.estimate()
+		}
+	}
+	return s.policy.choose(time.Now(), ranked, cur, estimate)
 }
 
 // videoMid returns the mid of the video section ("" without video).
