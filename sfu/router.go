@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -19,12 +20,30 @@ type Router struct {
 	mu        sync.Mutex
 	pub       *Publication
 	changed   chan struct{}
-	viewers   int
+	viewers   map[*viewerEntry]struct{}
 	published time.Time
 }
 
+type viewerEntry struct{ stats func() ViewerStats }
+
+// ViewerStats describes one viewer for the API.
+type ViewerStats struct {
+	ID string `json:"id"`
+	// Layer is the RID of the video layer the viewer receives ("" without simulcast).
+	Layer string `json:"layer"`
+	// Pinned is the layer the viewer asked for; "" means automatic.
+	Pinned string `json:"pinned,omitempty"`
+	// EstimatedBitrate is the viewer's latest bandwidth estimate (REMB), bit/s.
+	EstimatedBitrate int    `json:"estimated_bitrate,omitempty"`
+	Packets          uint64 `json:"packets"`
+	NACKs            uint64 `json:"nacks"`
+	Retransmitted    uint64 `json:"retransmitted"`
+	KeyframeRequests uint64 `json:"keyframe_requests"`
+	LayerSwitches    uint64 `json:"layer_switches"`
+}
+
 func newRouter(name string, log *slog.Logger) *Router {
-	return &Router{name: name, log: log.With("stream", name), changed: make(chan struct{})}
+	return &Router{name: name, log: log.With("stream", name), changed: make(chan struct{}), viewers: map[*viewerEntry]struct{}{}}
 }
 
 // Name returns the stream name.
@@ -55,14 +74,16 @@ func (r *Router) Live() bool {
 	return r.pub != nil
 }
 
-// AddViewer counts a viewer in; the returned function counts it out.
-func (r *Router) AddViewer() (remove func()) {
+// AddViewer counts a viewer in; stats describes it for the API (it is
+// called without the Router's lock). The returned function counts it out.
+func (r *Router) AddViewer(stats func() ViewerStats) (remove func()) {
+	e := &viewerEntry{stats: stats}
 	r.mu.Lock()
-	r.viewers++
+	r.viewers[e] = struct{}{}
 	r.mu.Unlock()
 	return sync.OnceFunc(func() {
 		r.mu.Lock()
-		r.viewers--
+		delete(r.viewers, e)
 		r.mu.Unlock()
 	})
 }
@@ -134,12 +155,14 @@ func (p *Publication) Close() {
 
 // StreamStats describes one stream for the API and the dashboard.
 type StreamStats struct {
-	Name      string       `json:"name"`
-	Live      bool         `json:"live"`
-	Since     time.Time    `json:"since,omitzero"`
-	Viewers   int          `json:"webrtc_viewers"`
-	Tracks    []TrackEntry `json:"tracks"`
-	Publisher string       `json:"publisher,omitempty"`
+	Name    string       `json:"name"`
+	Live    bool         `json:"live"`
+	Since   time.Time    `json:"since,omitzero"`
+	Viewers int          `json:"webrtc_viewers"`
+	Tracks  []TrackEntry `json:"tracks"`
+	// ViewerList has one entry per WebRTC viewer.
+	ViewerList []ViewerStats `json:"viewers"`
+	Publisher  string        `json:"publisher,omitempty"`
 }
 
 // TrackEntry is one track in StreamStats.
@@ -163,13 +186,22 @@ type TrackEntry struct {
 // Stats returns a snapshot of the stream.
 func (r *Router) Stats() StreamStats {
 	r.mu.Lock()
-	s := StreamStats{Name: r.name, Viewers: r.viewers}
+	s := StreamStats{Name: r.name, Viewers: len(r.viewers)}
+	viewers := make([]*viewerEntry, 0, len(r.viewers))
+	for v := range r.viewers {
+		viewers = append(viewers, v)
+	}
 	var tracks []*Track
 	if r.pub != nil {
 		s.Live, s.Since, s.Publisher = true, r.published, r.pub.id
 		tracks = slices.Clone(r.pub.tracks)
 	}
 	r.mu.Unlock()
+	s.ViewerList = make([]ViewerStats, 0, len(viewers))
+	for _, v := range viewers {
+		s.ViewerList = append(s.ViewerList, v.stats())
+	}
+	slices.SortFunc(s.ViewerList, func(a, b ViewerStats) int { return strings.Compare(a.ID, b.ID) })
 	s.Tracks = make([]TrackEntry, 0, len(tracks))
 	for _, t := range tracks {
 		st, l := t.Stats(), t.Layer()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hybridcast/hybridcast/internal/client"
+	"github.com/hybridcast/hybridcast/sfu"
 	"go.uber.org/goleak"
 )
 
@@ -180,6 +182,17 @@ func TestPionFanout20(t *testing.T) {
 		}
 	}
 
+	// The API lists every viewer with what it was sent.
+	streams := getStreams(t, srv)
+	if len(streams) != 1 || len(streams[0].ViewerList) != viewers || streams[0].Viewers != viewers {
+		t.Fatalf("/api/streams: %+v", streams)
+	}
+	for _, v := range streams[0].ViewerList {
+		if v.Packets == 0 || v.LayerSwitches != 1 {
+			t.Errorf("viewer %s in the API: %+v", v.ID, v)
+		}
+	}
+
 	for i, l := range logs {
 		l.mu.Lock()
 		st := views[i].Stats().Video
@@ -263,4 +276,21 @@ func TestViewersJoinAndLeaveWithoutLeaks(t *testing.T) {
 		t.Fatalf("video track still has %d subscribers", subs)
 	}
 	goleak.VerifyNone(t, before)
+}
+
+// getStreams reads GET /api/streams.
+func getStreams(t testing.TB, srv *server) []sfu.StreamStats {
+	t.Helper()
+	res, err := http.Get(srv.URL() + "/api/streams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body struct {
+		Streams []sfu.StreamStats `json:"streams"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	return body.Streams
 }

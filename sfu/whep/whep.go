@@ -213,7 +213,7 @@ func (s *session) Stream() string { return s.router.Name() }
 // changes until the session ends: the viewer leaves or fails, the server
 // closes, or no publisher shows up for wait.
 func (s *session) run(stop <-chan struct{}, wait time.Duration) {
-	removeViewer := s.router.AddViewer()
+	removeViewer := s.router.AddViewer(s.stats)
 	defer removeViewer()
 
 	// Subscribe once ICE and DTLS are up: packets sent before are lost, and
@@ -338,6 +338,28 @@ func (s *session) choose(tracks []*sfu.Track, kind webrtc.RTPCodecType) *sfu.Tra
 		}
 	}
 	return s.policy.choose(time.Now(), ranked, cur, estimate)
+}
+
+// stats describes the viewer for the API.
+func (s *session) stats() sfu.ViewerStats {
+	st := sfu.ViewerStats{ID: s.id, Pinned: s.pinned()}
+	for _, dt := range s.tracks {
+		st.Packets += dt.packets.Load()
+		st.NACKs += dt.nacks.Load()
+		st.Retransmitted += dt.resent.Load()
+		st.KeyframeRequests += dt.plis.Load()
+		if dt.kind != webrtc.RTPCodecTypeVideo {
+			continue
+		}
+		st.EstimatedBitrate = dt.estimate()
+		dt.mu.Lock()
+		if dt.src != nil {
+			st.Layer = dt.src.Info().RID
+		}
+		st.LayerSwitches = dt.switches
+		dt.mu.Unlock()
+	}
+	return st
 }
 
 // videoMid returns the mid of the video section ("" without video).
