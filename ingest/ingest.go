@@ -105,13 +105,14 @@ type session struct {
 	etag       string
 	ufrag      string
 
-	failed      chan struct{} // closed when ICE/DTLS fails or the peer closes
-	failOnce    sync.Once
-	mu          sync.Mutex // guards closed and wg.Go after Close started
-	closed      bool
-	wg          sync.WaitGroup
-	closeOnce   sync.Once
-	closeResult error
+	failed       chan struct{} // closed when ICE/DTLS fails or the peer closes
+	failOnce     sync.Once
+	mu           sync.Mutex // guards closed, tracksOfKind and wg.Go after Close started
+	closed       bool
+	tracksOfKind map[sfu.Kind]int
+	wg           sync.WaitGroup
+	closeOnce    sync.Once
+	closeResult  error
 }
 
 func (h *Handler) newSession(ctx context.Context, id, name string, pub *sfu.Publication, raw string, offer *rtc.Offer) (*session, string, error) {
@@ -122,7 +123,7 @@ func (h *Handler) newSession(ctx context.Context, id, name string, pub *sfu.Publ
 	s := &session{
 		id: id, stream: name, log: h.log.With("stream", name, "session", id), pc: pc, pub: pub,
 		etag: `"` + signal.NewID() + `"`, ufrag: offer.Ufrag,
-		failed: make(chan struct{}),
+		failed: make(chan struct{}), tracksOfKind: map[sfu.Kind]int{},
 	}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("connection state", "state", st.String())
@@ -203,11 +204,17 @@ func (s *session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	if remote.Kind() == webrtc.RTPCodecTypeVideo {
 		kind = sfu.KindVideo
 	}
-	id := kind.String()
-	if remote.RID() != "" {
-		id += "-" + remote.RID()
-	}
 	ssrc := uint32(remote.SSRC())
+	id := kind.String()
+	switch {
+	case remote.RID() != "":
+		id += "-" + remote.RID()
+	case s.tracksOfKind[kind] > 0:
+		// Simulcast announced by SSRC (a=ssrc-group:SIM) has no RIDs: the
+		// layers are told apart by SSRC and ranked by measurement.
+		id += fmt.Sprintf("-%d", ssrc)
+	}
+	s.tracksOfKind[kind]++
 	track, err := s.pub.AddTrack(sfu.TrackConfig{
 		Info: sfu.TrackInfo{
 			ID: id, Kind: kind, MimeType: codec.MimeType, ClockRate: codec.ClockRate, Channels: codec.Channels,
