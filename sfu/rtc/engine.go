@@ -15,6 +15,7 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -201,6 +202,11 @@ func publisherAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 func viewerAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
+		return nil, err
+	}
+	// abs-send-time lets a browser viewer run its receive-side bandwidth
+	// estimator and report it as REMB, which drives the layer choice.
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.ABSSendTimeURI}, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, err
 	}
 	// Sender reports only: a viewer sends us no media to report on, and

@@ -8,31 +8,46 @@ import (
 
 // Automatic layer choice from the viewer's bandwidth estimate.
 //
-// The estimate is the viewer's REMB (RFC draft-alvestrand-rmcat-remb): we
-// answer with goog-remb and without transport-cc, so a browser's receive
-// side runs its delay-based estimator and reports it. The policy:
+// The estimate is the viewer's REMB: the viewer API negotiates goog-remb and
+// abs-send-time (no transport-cc), so a browser runs its receive-side
+// delay-based estimator and reports it, about once a second after the
+// first few seconds. A receive-side estimate grows only to about 1.5 times
+// what actually arrives, so an estimate cannot show headroom for a layer
+// that is not being sent: going up is a probe.
 //
-//   - a new viewer starts on a middle layer, so its first frame comes fast
-//     and small, then steps up;
-//   - the target is the best active layer whose measured bitrate fits in
-//     headroom × estimate;
-//   - down at once when the current layer no longer fits (congestion);
-//   - up only after the higher layer has fitted for upHold, so a brief
-//     optimistic estimate does not flap the picture;
-//   - without any estimate (a client that sends no REMB) it steps up to the
-//     best layer after noEstimateWait.
+//   - A new viewer starts on a middle layer: its first frame is small and fast.
+//   - Down at once when the current layer's bitrate no longer fits in the
+//     estimate (congestion).
+//   - Up one layer when the estimate has stayed at least upMargin above the
+//     current layer's bitrate for upHold: the higher layer is the probe. If
+//     the link cannot carry it, the estimate falls, the rule above steps down,
+//     and that layer is not tried again for a backoff that doubles each time
+//     (10 s, 20 s, … up to 2 min).
+//   - A viewer that sends no estimate at all (a plain pion client) steps up
+//     to the best layer after noEstimateWait.
+//   - Only active layers count; nobody stays on a layer that stopped.
 const (
-	headroom       = 0.85
+	upMargin       = 1.2
 	upHold         = 3 * time.Second
-	noEstimateWait = 2 * time.Second
+	noEstimateWait = 8 * time.Second
+	backoffMin     = 10 * time.Second
+	backoffMax     = 2 * time.Minute
+	probeWindow    = 5 * time.Second // a step down this soon after a step up is a failed probe
 )
 
 // layerPolicy holds one viewer's automatic-choice state. It is used by the
 // session's run goroutine only.
 type layerPolicy struct {
-	start    time.Time
-	upTarget *sfu.Track
-	upSince  time.Time
+	start time.Time
+	// healthySince is when the estimate last started to show headroom over
+	// the current layer.
+	healthySince time.Time
+	healthyCur   *sfu.Track
+	// lastUp is the layer last probed and when.
+	lastUp      *sfu.Track
+	lastUpAt    time.Time
+	backoff     map[*sfu.Track]time.Time // no probe of that layer before
+	backoffSpan map[*sfu.Track]time.Duration
 	// layer reads a track's measurements (tests replace it).
 	layer func(*sfu.Track) sfu.LayerStats
 }
@@ -48,7 +63,10 @@ func (p *layerPolicy) stats(t *sfu.Track) sfu.LayerStats {
 // sfu.RankLayers orders them) given the current one and the estimate in
 // bit/s (0: none received yet).
 func (p *layerPolicy) choose(now time.Time, ranked []*sfu.Track, cur *sfu.Track, estimate int) *sfu.Track {
-	active := ranked[:0:0]
+	if p.backoff == nil {
+		p.backoff, p.backoffSpan = map[*sfu.Track]time.Time{}, map[*sfu.Track]time.Duration{}
+	}
+	var active []*sfu.Track
 	for _, t := range ranked {
 		if p.stats(t).Active {
 			active = append(active, t)
@@ -58,46 +76,59 @@ func (p *layerPolicy) choose(now time.Time, ranked []*sfu.Track, cur *sfu.Track,
 		return ranked[0]
 	}
 	middle := active[len(active)/2]
-	if estimate <= 0 {
-		if now.Sub(p.start) < noEstimateWait {
-			if cur != nil && contains(active, cur) {
-				return cur
-			}
+	ci := index(active, cur)
+	if ci < 0 { // start, or the current layer stopped
+		if estimate <= 0 {
 			return middle
 		}
-		return active[0]
+		return p.fitting(active, estimate, middle)
 	}
-	fit := active[len(active)-1]
-	for _, t := range active {
-		if float64(p.stats(t).Bitrate) <= headroom*float64(estimate) {
-			fit = t
-			break
-		}
-	}
-	curIdx := index(active, cur)
-	fitIdx := index(active, fit)
-	switch {
-	case curIdx < 0: // no current layer (start, or it went inactive)
-		if cur == nil && now.Sub(p.start) < noEstimateWait && fitIdx < index(active, middle) {
-			return middle // start modestly even with an early high estimate
-		}
-		return fit
-	case fitIdx > curIdx: // the current layer no longer fits: down now
-		p.upTarget = nil
-		return fit
-	case fitIdx < curIdx: // a better layer fits: up after it held
-		if p.upTarget != fit {
-			p.upTarget, p.upSince = fit, now
-			return cur
-		}
-		if now.Sub(p.upSince) >= upHold {
-			p.upTarget = nil
-			return fit
+	if estimate <= 0 {
+		if now.Sub(p.start) >= noEstimateWait {
+			return active[0]
 		}
 		return cur
 	}
-	p.upTarget = nil
-	return cur
+	bitrate := float64(p.stats(cur).Bitrate)
+	if bitrate > float64(estimate) && ci < len(active)-1 {
+		// Congestion: the highest layer that fits, at once.
+		down := p.fitting(active, estimate, active[len(active)-1])
+		if cur == p.lastUp && now.Sub(p.lastUpAt) < probeWindow {
+			span := max(backoffMin, 2*p.backoffSpan[cur])
+			span = min(span, backoffMax)
+			p.backoffSpan[cur], p.backoff[cur] = span, now.Add(span)
+		}
+		p.healthyCur = nil
+		return down
+	}
+	if ci == 0 {
+		return cur
+	}
+	if float64(estimate) < upMargin*bitrate {
+		p.healthyCur = nil
+		return cur
+	}
+	if p.healthyCur != cur {
+		p.healthyCur, p.healthySince = cur, now
+		return cur
+	}
+	next := active[ci-1]
+	if now.Sub(p.healthySince) < upHold || now.Before(p.backoff[next]) {
+		return cur
+	}
+	p.lastUp, p.lastUpAt, p.healthyCur = next, now, nil
+	return next
+}
+
+// fitting returns the best layer whose bitrate fits in the estimate, or
+// fallback when none does.
+func (p *layerPolicy) fitting(active []*sfu.Track, estimate int, fallback *sfu.Track) *sfu.Track {
+	for _, t := range active {
+		if p.stats(t).Bitrate <= estimate {
+			return t
+		}
+	}
+	return fallback
 }
 
 func index(ts []*sfu.Track, t *sfu.Track) int {
@@ -108,5 +139,3 @@ func index(ts []*sfu.Track, t *sfu.Track) int {
 	}
 	return -1
 }
-
-func contains(ts []*sfu.Track, t *sfu.Track) bool { return index(ts, t) >= 0 }

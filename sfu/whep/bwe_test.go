@@ -22,34 +22,41 @@ func TestLayerPolicy(t *testing.T) {
 	ranked := []*sfu.Track{f, h, q}
 	t0 := time.Unix(1000, 0)
 	p := &layerPolicy{start: t0, layer: func(t *sfu.Track) sfu.LayerStats { return stats[t] }}
-	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	name := func(t *sfu.Track) string { return t.Info().RID }
 
+	cur := (*sfu.Track)(nil)
 	steps := []struct {
 		at       time.Duration
-		cur      *sfu.Track
 		estimate int
 		want     *sfu.Track
 		why      string
 	}{
-		{0, nil, 0, h, "a new viewer starts on the middle layer"},
-		{500 * time.Millisecond, h, 0, h, "no estimate yet: stay"},
-		{2500 * time.Millisecond, h, 0, f, "no estimate for 2 s: the best layer"},
-		{3 * time.Second, f, 1_000_000, h, "congestion: down at once"},
-		{3100 * time.Millisecond, h, 250_000, q, "worse: down again"},
-		{4 * time.Second, q, 5_000_000, q, "a high estimate: wait"},
-		{6 * time.Second, q, 5_000_000, q, "still waiting (2 s < 3 s)"},
-		{7 * time.Second, q, 5_000_000, f, "held 3 s: up"},
-		{8 * time.Second, f, 2_000_000, h, "2.5 Mbit/s no longer fits 85 % of 2 Mbit/s"},
+		{0, 0, h, "a new viewer starts on the middle layer"},
+		{5 * time.Second, 0, h, "no estimate yet: stay"},
+		{6 * time.Second, 1_000_000, h, "estimate 1.25× the layer: headroom starts"},
+		{8 * time.Second, 1_000_000, h, "headroom held 2 s only"},
+		{9 * time.Second, 1_000_000, f, "held 3 s: probe the layer above"},
+		{10 * time.Second, 1_200_000, h, "the probe overloads the link: down at once"},
+		{11 * time.Second, 1_000_000, h, "headroom again"},
+		{15 * time.Second, 1_000_000, h, "held 4 s, but f is backed off for 10 s"},
+		{20 * time.Second, 1_000_000, f, "backoff over: probe again"},
+		{21 * time.Second, 3_000_000, f, "it fits this time"},
+		{22 * time.Second, 300_000, q, "heavy congestion: straight to the layer that fits"},
 	}
 	for _, s := range steps {
-		if got := p.choose(at(s.at), ranked, s.cur, s.estimate); got != s.want {
-			t.Fatalf("at %v (%s): chose %s, want %s", s.at, s.why, name(got), name(s.want))
+		cur = p.choose(t0.Add(s.at), ranked, cur, s.estimate)
+		if cur != s.want {
+			t.Fatalf("at %v (%s): chose %s, want %s", s.at, s.why, name(cur), name(s.want))
 		}
 	}
-	// A layer that stops is never chosen; nobody stays on it.
-	stats[f] = sfu.LayerStats{Bitrate: 2_500_000, Active: false}
-	if got := p.choose(at(20*time.Second), ranked, f, 10_000_000); got != h {
-		t.Fatalf("current layer inactive: chose %s, want h", name(got))
+	// A layer that stops is never kept; nobody stays on it.
+	stats[q] = sfu.LayerStats{Bitrate: 250_000, Active: false}
+	if got := p.choose(t0.Add(30*time.Second), ranked, q, 300_000); got == q {
+		t.Fatal("stayed on an inactive layer")
+	}
+	// A viewer that never sends an estimate gets the best layer after 8 s.
+	p2 := &layerPolicy{start: t0, layer: func(t *sfu.Track) sfu.LayerStats { return stats[t] }}
+	if got := p2.choose(t0.Add(9*time.Second), ranked, h, 0); got != f {
+		t.Fatalf("no estimate after 9 s: chose %s, want f", name(got))
 	}
 }

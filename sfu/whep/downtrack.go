@@ -6,11 +6,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hybridcast/hybridcast/sfu"
 	"github.com/hybridcast/hybridcast/sfu/rtc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -36,6 +38,10 @@ type downTrack struct {
 
 	fwdHdr rtp.Header // scratch for the forwarding goroutine
 	rtxHdr rtp.Header // scratch for the RTCP goroutine
+	fwdAST [3]byte    // abs-send-time payloads, one per goroutine
+	rtxAST [3]byte
+
+	absSendTimeID uint8 // negotiated abs-send-time extension ID, 0 if none
 
 	packets, bytes, nacks, resent, plis atomic.Uint64
 	remb                                atomic.Int64 // the viewer's latest REMB estimate, bit/s
@@ -64,6 +70,11 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.mu.Lock()
 	d.writer = ctx.WriteStream()
 	d.ssrc = uint32(ctx.SSRC())
+	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == sdp.ABSSendTimeURI {
+			d.absSendTimeID = uint8(e.ID)
+		}
+	}
 	d.codecs = codecs
 	chosen := codecs[0]
 	d.rw = sfu.NewRewriter(d.ssrc, uint8(chosen.PayloadType), chosen.ClockRate, uint16(rand.Uint32()), rand.Uint32())
@@ -165,7 +176,11 @@ func (d *downTrack) writeFrom(t *sfu.Track, p *sfu.Packet) error {
 		return nil
 	}
 	d.rw.Rewrite(p, &d.fwdHdr)
+	astID := d.absSendTimeID
 	d.mu.Unlock()
+	if astID != 0 {
+		setAbsSendTime(&d.fwdHdr, astID, &d.fwdAST, time.Now())
+	}
 	if _, err := w.WriteRTP(&d.fwdHdr, p.Payload); err != nil {
 		return err
 	}
@@ -189,6 +204,7 @@ func (d *downTrack) handleRTCP(pkts []rtcp.Packet) {
 			}
 		case *rtcp.ReceiverEstimatedMaximumBitrate:
 			d.remb.Store(int64(p.Bitrate))
+			d.log.Debug("remb", "bitrate", p.Bitrate)
 		case *rtcp.TransportLayerNack:
 			for _, pair := range p.Nacks {
 				pair.Range(func(seq uint16) bool {
@@ -225,7 +241,11 @@ func (d *downTrack) retransmit(out uint16) {
 		return
 	}
 	d.rw.Retransmission(p, &d.rtxHdr)
+	astID := d.absSendTimeID
 	d.mu.Unlock()
+	if astID != 0 {
+		setAbsSendTime(&d.rtxHdr, astID, &d.rtxAST, time.Now())
+	}
 	if _, err := w.WriteRTP(&d.rtxHdr, p.Payload); err == nil {
 		d.resent.Add(1)
 	}
@@ -234,3 +254,16 @@ func (d *downTrack) retransmit(out uint16) {
 // estimate returns the viewer's latest bandwidth estimate in bit/s, 0 if
 // none arrived.
 func (d *downTrack) estimate() int { return int(d.remb.Load()) }
+
+// setAbsSendTime adds the abs-send-time header extension
+// (http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time): the send
+// time as 24-bit 6.18 fixed-point seconds. buf is the caller's scratch, so
+// nothing is allocated per packet.
+func setAbsSendTime(h *rtp.Header, id uint8, buf *[3]byte, now time.Time) {
+	ns := uint64(now.UnixNano())
+	secs := ns / 1e9
+	frac := (ns % 1e9) << 18 / 1e9
+	v := uint32((secs<<18 | frac) & 0xffffff)
+	buf[0], buf[1], buf[2] = byte(v>>16), byte(v>>8), byte(v)
+	_ = h.SetExtension(id, buf[:])
+}
