@@ -1,0 +1,309 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hybridcast/hybridcast/internal/client"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/sdp/v3"
+)
+
+// simulcastPublisher publishes the three H.264 test layers as one
+// simulcast video (RID header extension), in the RID order given, with
+// pion: the way OBS or a pion program sends simulcast.
+type simulcastPublisher struct {
+	pc   *webrtc.PeerConnection
+	stop chan struct{}
+	wg   sync.WaitGroup
+	loc  string
+}
+
+func publishSimulcast(ctx context.Context, t *testing.T, url string, order []string) *simulcastPublisher {
+	t.Helper()
+	files := map[string]string{"f": "layer-f.h264", "h": "layer-h.h264", "q": "layer-q.h264"}
+	clips := map[string]*client.Clip{}
+	for _, rid := range order {
+		clips[rid] = loadClip(t, files[rid])
+	}
+	m := &webrtc.MediaEngine{}
+	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+		RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codec, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil { // includes the simulcast header extensions
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)).
+		NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracks := map[string]*ridTrack{}
+	var sender *webrtc.RTPSender
+	for i, rid := range order {
+		tr := newRIDTrack(codec, rid)
+		tracks[rid] = tr
+		if i == 0 {
+			if sender, err = pc.AddTrack(tr); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := sender.AddEncoding(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	if !strings.Contains(pc.LocalDescription().SDP, "a=simulcast:send "+strings.Join(order, ";")) {
+		t.Fatalf("offer lacks simulcast in order %v:\n%s", order, pc.LocalDescription().SDP)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(pc.LocalDescription().SDP))
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 201 {
+		t.Fatalf("WHIP: %d %s", res.StatusCode, answer)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+		t.Fatal(err)
+	}
+	p := &simulcastPublisher{pc: pc, stop: make(chan struct{}), loc: res.Header.Get("Location")}
+	p.wg.Go(func() { // drain RTCP; keyframes come every second in the files
+		for {
+			if _, _, err := sender.ReadRTCP(); err != nil {
+				return
+			}
+		}
+	})
+	p.wg.Go(func() { // one clock for all layers: frame i of every layer together
+		tick := time.NewTicker(time.Second / 30)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			for _, rid := range order {
+				f := clips[rid].Frames[i%len(clips[rid].Frames)]
+				tracks[rid].writeFrame(f.Data, uint32(i*3000))
+			}
+		}
+	})
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *simulcastPublisher) close() {
+	select {
+	case <-p.stop:
+		return
+	default:
+	}
+	close(p.stop)
+	_ = p.pc.Close()
+	p.wg.Wait()
+}
+
+// topLayer returns the best-ranked active layer as the layer extension lists it.
+func layerList(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+func selectLayer(t *testing.T, url, body string) int {
+	t.Helper()
+	res, err := http.Post(url, "application/json", bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// TestPionSimulcastLayers: three H.264 layers from a pion publisher, in
+// both RID orders: the server ranks them by measurement (the same top layer
+// either way); a viewer pinned to each layer gets its resolution; a viewer
+// switched f → q → h through the WHEP layer extension changes resolution
+// each time without ever getting an undecodable frame.
+func TestPionSimulcastLayers(t *testing.T) {
+	srv := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	sizes := map[string][2]int{"f": {1280, 720}, "h": {640, 360}, "q": {320, 180}}
+
+	for i, order := range [][]string{{"q", "h", "f"}, {"f", "h", "q"}} {
+		stream := fmt.Sprintf("order%d", i)
+		publishSimulcast(ctx, t, srv.URL()+"/whip/"+stream, order)
+		// Measurements need a second of media; no event tells when (polled).
+		waitForCtx(ctx, t, func() bool {
+			ls := videoLayers(getStreams(t, srv))
+			n := 0
+			for _, l := range ls {
+				if strings.HasPrefix(l.ID, "video-") && l.Bitrate > 0 && l.Width > 0 {
+					n++
+				}
+			}
+			return n >= 3*(i+1)
+		})
+		for rid, size := range sizes {
+			v, err := client.Play(ctx, client.PlayConfig{URL: srv.URL() + "/whep/" + stream + "?layer=" + rid, Loopback: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitForCtx(ctx, t, func() bool { return v.Stats().Video.Frames >= 10 })
+			st := v.Stats().Video
+			if st.Width != size[0] || st.Height != size[1] || !st.FirstPacketKeyframe {
+				t.Errorf("order %v, pinned %s: %dx%d first-packet-keyframe=%v, want %dx%d", order, rid, st.Width, st.Height, st.FirstPacketKeyframe, size[0], size[1])
+			}
+			if err := v.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The listing ranks by measurement: f first whatever the offer order.
+		listing := ""
+		v, err := client.Play(ctx, client.PlayConfig{URL: srv.URL() + "/whep/" + stream, Loopback: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		layerURL := srv.URL() + v.Location() + "/layer"
+		if strings.HasPrefix(v.Location(), "http") {
+			layerURL = v.Location() + "/layer"
+		}
+		listing = layerList(t, layerURL)
+		if !strings.Contains(listing, `"active":[{"id":"f"`) {
+			t.Errorf("order %v: layer listing does not rank f first: %s", order, listing)
+		}
+		if i == 1 {
+			// Switch f → q → h by hand.
+			for _, rid := range []string{"f", "q", "h"} {
+				if code := selectLayer(t, layerURL, `{"encodingId":"`+rid+`"}`); code != 200 {
+					t.Fatalf("select %s: %d", rid, code)
+				}
+				start := time.Now()
+				waitForCtx(ctx, t, func() bool { return v.Stats().Video.Width == sizes[rid][0] })
+				t.Logf("switched to %s in %v", rid, time.Since(start).Round(10*time.Millisecond))
+			}
+			if code := selectLayer(t, layerURL, `{"encodingId":"nope"}`); code != 400 {
+				t.Errorf("unknown layer: %d, want 400", code)
+			}
+			if code := selectLayer(t, layerURL, `{}`); code != 200 {
+				t.Errorf("back to automatic: %d, want 200", code)
+			}
+			st := v.Stats().Video
+			if st.IncompleteFrames != 0 || st.DecodableFrames != st.Frames || st.Lost != 0 {
+				t.Errorf("across the switches: %d frames, %d decodable, %d incomplete, %d lost packets", st.Frames, st.DecodableFrames, st.IncompleteFrames, st.Lost)
+			}
+		}
+		if err := v.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// ridTrack is a simulcast encoding that tags its packets with the mid and
+// rid header extensions (RFC 8852), as browsers do. pion's own
+// TrackLocalStaticSample announces the rid in SDP but does not tag packets,
+// so a receiver cannot tell the layers apart.
+type ridTrack struct {
+	codec webrtc.RTPCodecCapability
+	rid   string
+
+	mu           sync.Mutex
+	w            webrtc.TrackLocalWriter
+	ssrc         uint32
+	pt           uint8
+	midID, ridID uint8
+	mid          string
+	pz           rtp.Packetizer
+}
+
+func newRIDTrack(c webrtc.RTPCodecCapability, rid string) *ridTrack {
+	return &ridTrack{codec: c, rid: rid, mid: "0"}
+}
+
+func (r *ridTrack) ID() string                { return "video" }
+func (r *ridTrack) RID() string               { return r.rid }
+func (r *ridTrack) StreamID() string          { return "sim" }
+func (r *ridTrack) Kind() webrtc.RTPCodecType { return webrtc.RTPCodecTypeVideo }
+
+func (r *ridTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := ctx.CodecParameters()[0]
+	r.w, r.ssrc, r.pt = ctx.WriteStream(), uint32(ctx.SSRC()), uint8(c.PayloadType)
+	for _, e := range ctx.HeaderExtensions() {
+		switch e.URI {
+		case sdp.SDESMidURI:
+			r.midID = uint8(e.ID)
+		case sdp.SDESRTPStreamIDURI:
+			r.ridID = uint8(e.ID)
+		}
+	}
+	r.pz = rtp.NewPacketizer(1200, r.pt, r.ssrc, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
+	return c, nil
+}
+
+func (r *ridTrack) Unbind(webrtc.TrackLocalContext) error {
+	r.mu.Lock()
+	r.w = nil
+	r.mu.Unlock()
+	return nil
+}
+
+// writeFrame sends one access unit with timestamp ts (the same for every layer).
+func (r *ridTrack) writeFrame(au []byte, ts uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.w == nil {
+		return
+	}
+	for _, p := range r.pz.Packetize(au, 0) {
+		p.Timestamp = ts
+		if r.midID != 0 {
+			_ = p.SetExtension(r.midID, []byte(r.mid))
+		}
+		if r.ridID != 0 {
+			_ = p.SetExtension(r.ridID, []byte(r.rid))
+		}
+		_, _ = r.w.WriteRTP(&p.Header, p.Payload)
+	}
+}
