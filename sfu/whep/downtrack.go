@@ -36,9 +36,7 @@ type downTrack struct {
 	canSend  bool          // the viewer negotiated the source's codec
 	switched chan struct{} // tells the session a switch happened (cap 1)
 
-	fwdHdr rtp.Header // scratch for the forwarding goroutine
 	rtxHdr rtp.Header // scratch for the RTCP goroutine
-	fwdAST [3]byte    // abs-send-time payloads, one per goroutine
 	rtxAST [3]byte
 
 	absSendTimeID uint8 // negotiated abs-send-time extension ID, 0 if none
@@ -114,9 +112,13 @@ func (d *downTrack) matchCodec(info sfu.TrackInfo) (webrtc.RTPCodecParameters, b
 type source struct {
 	d     *downTrack
 	track *sfu.Track
+	// hdr is this source's scratch header: each source has one goroutine,
+	// and during a switch two sources write at once.
+	hdr rtp.Header
+	ast [3]byte // abs-send-time payload scratch
 }
 
-func (s *source) WriteRTP(p *sfu.Packet) error { return s.d.writeFrom(s.track, p) }
+func (s *source) WriteRTP(p *sfu.Packet) error { return s.d.writeFrom(s, p) }
 
 // follow makes t the track to switch to: the next packet from t, which a
 // keyframe-gated subscription makes a keyframe, switches to it. Until then
@@ -156,9 +158,10 @@ func (d *downTrack) switchLocked(t *sfu.Track) {
 	d.rw.SetPayloadType(uint8(c.PayloadType))
 }
 
-// writeFrom forwards one packet of track t. It runs on t's subscription
-// goroutine for this viewer.
-func (d *downTrack) writeFrom(t *sfu.Track, p *sfu.Packet) error {
+// writeFrom forwards one packet of src's track. It runs on that track's
+// subscription goroutine for this viewer.
+func (d *downTrack) writeFrom(src *source, p *sfu.Packet) error {
+	t := src.track
 	d.mu.Lock()
 	switch {
 	case d.rw == nil: // not bound: cannot happen, sessions subscribe once connected
@@ -175,13 +178,13 @@ func (d *downTrack) writeFrom(t *sfu.Track, p *sfu.Packet) error {
 		d.mu.Unlock()
 		return nil
 	}
-	d.rw.Rewrite(p, &d.fwdHdr)
+	d.rw.Rewrite(p, &src.hdr)
 	astID := d.absSendTimeID
 	d.mu.Unlock()
 	if astID != 0 {
-		setAbsSendTime(&d.fwdHdr, astID, &d.fwdAST, time.Now())
+		setAbsSendTime(&src.hdr, astID, &src.ast, time.Now())
 	}
-	if _, err := w.WriteRTP(&d.fwdHdr, p.Payload); err != nil {
+	if _, err := w.WriteRTP(&src.hdr, p.Payload); err != nil {
 		return err
 	}
 	d.packets.Add(1)

@@ -26,9 +26,11 @@ func benchDownTrack(b *testing.B, layers int) {
 	dt.rw = sfu.NewRewriter(1, 96, 90000, 1, 1)
 	dt.canSend = true
 	tracks := make([]*sfu.Track, layers)
+	srcs := make([]*source, layers)
 	for i := range tracks {
 		tracks[i] = sfu.NewTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "v", Kind: sfu.KindVideo, MimeType: sfu.MimeTypeH264}})
 		defer tracks[i].Close()
+		srcs[i] = &source{d: dt, track: tracks[i]}
 	}
 	dt.src = tracks[0]
 	if layers > 1 {
@@ -41,8 +43,8 @@ func benchDownTrack(b *testing.B, layers int) {
 	for b.Loop() {
 		p.Seq++
 		p.Timestamp += 3000
-		for _, t := range tracks { // one packet of each subscribed layer
-			if err := dt.writeFrom(t, p); err != nil {
+		for _, src := range srcs { // one packet of each subscribed layer
+			if err := dt.writeFrom(src, p); err != nil {
 				b.Fatal(err)
 			}
 		}
