@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hybridcast/hybridcast/internal/client"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/sdp/v3"
@@ -100,16 +102,28 @@ func publishSimulcast(ctx context.Context, t *testing.T, url string, order []str
 		t.Fatal(err)
 	}
 	p := &simulcastPublisher{pc: pc, stop: make(chan struct{}), loc: res.Header.Get("Location")}
-	p.wg.Go(func() { // drain RTCP; keyframes come every second in the files
-		for {
-			if _, _, err := sender.ReadRTCP(); err != nil {
-				return
+	// Answer keyframe requests at once, per layer, as a browser does: the
+	// layer asked for jumps to the next IDR of its file.
+	for _, rid := range order {
+		p.wg.Go(func() {
+			for {
+				pkts, _, err := sender.ReadSimulcastRTCP(rid)
+				if err != nil {
+					return
+				}
+				for _, pkt := range pkts {
+					switch pkt.(type) {
+					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+						tracks[rid].keyframeWanted.Store(true)
+					}
+				}
 			}
-		}
-	})
+		})
+	}
 	p.wg.Go(func() { // one clock for all layers: frame i of every layer together
 		tick := time.NewTicker(time.Second / 30)
 		defer tick.Stop()
+		pos := map[string]int{}
 		for i := 0; ; i++ {
 			select {
 			case <-p.stop:
@@ -117,7 +131,14 @@ func publishSimulcast(ctx context.Context, t *testing.T, url string, order []str
 			case <-tick.C:
 			}
 			for _, rid := range order {
-				f := clips[rid].Frames[i%len(clips[rid].Frames)]
+				frames := clips[rid].Frames
+				if tracks[rid].keyframeWanted.Swap(false) {
+					for !frames[pos[rid]%len(frames)].Keyframe {
+						pos[rid]++
+					}
+				}
+				f := frames[pos[rid]%len(frames)]
+				pos[rid]++
 				tracks[rid].writeFrame(f.Data, uint32(i*3000))
 			}
 		}
@@ -213,14 +234,19 @@ func TestPionSimulcastLayers(t *testing.T) {
 			t.Errorf("order %v: layer listing does not rank f first: %s", order, listing)
 		}
 		if i == 1 {
+			var switchTimes []time.Duration
+			defer func() { t.Logf("switch times: %v", switchTimes) }()
 			// Switch f → q → h by hand.
 			for _, rid := range []string{"f", "q", "h"} {
 				if code := selectLayer(t, layerURL, `{"encodingId":"`+rid+`"}`); code != 200 {
 					t.Fatalf("select %s: %d", rid, code)
 				}
 				start := time.Now()
+				// Polled every 50 ms: the figure is rounded up to that.
 				waitForCtx(ctx, t, func() bool { return v.Stats().Video.Width == sizes[rid][0] })
-				t.Logf("switched to %s in %v", rid, time.Since(start).Round(10*time.Millisecond))
+				took := time.Since(start)
+				t.Logf("switched to %s in %v (request → first frame of the new layer at the viewer)", rid, took.Round(10*time.Millisecond))
+				switchTimes = append(switchTimes, took)
 			}
 			if code := selectLayer(t, layerURL, `{"encodingId":"nope"}`); code != 400 {
 				t.Errorf("unknown layer: %d, want 400", code)
@@ -252,6 +278,8 @@ func TestPionSimulcastLayers(t *testing.T) {
 type ridTrack struct {
 	codec webrtc.RTPCodecCapability
 	rid   string
+
+	keyframeWanted atomic.Bool // a PLI/FIR arrived for this layer
 
 	mu           sync.Mutex
 	w            webrtc.TrackLocalWriter
