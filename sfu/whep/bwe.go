@@ -19,10 +19,11 @@ import (
 //   - Down at once when the current layer's bitrate no longer fits in the
 //     estimate (congestion).
 //   - Up one layer when the estimate has stayed at least upMargin above the
-//     current layer's bitrate for upHold: the higher layer is the probe. If
-//     the link cannot carry it, the estimate falls, the rule above steps down,
-//     and that layer is not tried again for a backoff that doubles each time
-//     (10 s, 20 s, … up to 2 min).
+//     current layer's bitrate for upHold: the higher layer is the probe. For
+//     probeWindow the estimate may lag the new rate; only an estimate that
+//     falls below its value at the probe fails it. A failed probe steps
+//     down at once, and that layer is not tried again for a backoff that
+//     doubles each time (10 s, 20 s, … up to 2 min).
 //   - A viewer that sends no estimate at all (a plain pion client) steps up
 //     to the best layer after noEstimateWait.
 //   - Only active layers count; nobody stays on a layer that stopped.
@@ -43,9 +44,10 @@ type layerPolicy struct {
 	// the current layer.
 	healthySince time.Time
 	healthyCur   *sfu.Track
-	// lastUp is the layer last probed and when.
+	// lastUp is the layer last probed, when, and the estimate then.
 	lastUp      *sfu.Track
 	lastUpAt    time.Time
+	lastUpEst   int
 	backoff     map[*sfu.Track]time.Time // no probe of that layer before
 	backoffSpan map[*sfu.Track]time.Duration
 	// layer reads a track's measurements (tests replace it).
@@ -90,10 +92,18 @@ func (p *layerPolicy) choose(now time.Time, ranked []*sfu.Track, cur *sfu.Track,
 		return cur
 	}
 	bitrate := float64(p.stats(cur).Bitrate)
-	if bitrate > float64(estimate) && ci < len(active)-1 {
+	probing := cur == p.lastUp && now.Sub(p.lastUpAt) < probeWindow
+	// While probing, a receive-side estimate lags the new rate: only a
+	// falling estimate (the delay-based detector saw overuse) means the
+	// probe failed.
+	congested := bitrate > float64(estimate)
+	if probing {
+		congested = estimate < p.lastUpEst
+	}
+	if congested && ci < len(active)-1 {
 		// Congestion: the highest layer that fits, at once.
 		down := p.fitting(active, estimate, active[len(active)-1])
-		if cur == p.lastUp && now.Sub(p.lastUpAt) < probeWindow {
+		if probing {
 			span := max(backoffMin, 2*p.backoffSpan[cur])
 			span = min(span, backoffMax)
 			p.backoffSpan[cur], p.backoff[cur] = span, now.Add(span)
@@ -101,7 +111,7 @@ func (p *layerPolicy) choose(now time.Time, ranked []*sfu.Track, cur *sfu.Track,
 		p.healthyCur = nil
 		return down
 	}
-	if ci == 0 {
+	if ci == 0 || probing {
 		return cur
 	}
 	if float64(estimate) < upMargin*bitrate {
@@ -116,7 +126,7 @@ func (p *layerPolicy) choose(now time.Time, ranked []*sfu.Track, cur *sfu.Track,
 	if now.Sub(p.healthySince) < upHold || now.Before(p.backoff[next]) {
 		return cur
 	}
-	p.lastUp, p.lastUpAt, p.healthyCur = next, now, nil
+	p.lastUp, p.lastUpAt, p.lastUpEst, p.healthyCur = next, now, estimate, nil
 	return next
 }
 

@@ -36,12 +36,14 @@ func TestLayerPolicy(t *testing.T) {
 		{6 * time.Second, 1_000_000, h, "estimate 1.25× the layer: headroom starts"},
 		{8 * time.Second, 1_000_000, h, "headroom held 2 s only"},
 		{9 * time.Second, 1_000_000, f, "held 3 s: probe the layer above"},
-		{10 * time.Second, 1_200_000, h, "the probe overloads the link: down at once"},
+		{9500 * time.Millisecond, 1_100_000, f, "probing: the estimate lags the new rate, but it is not falling"},
+		{10 * time.Second, 900_000, h, "the estimate falls: the probe failed, down at once"},
 		{11 * time.Second, 1_000_000, h, "headroom again"},
 		{15 * time.Second, 1_000_000, h, "held 4 s, but f is backed off for 10 s"},
 		{20 * time.Second, 1_000_000, f, "backoff over: probe again"},
-		{21 * time.Second, 3_000_000, f, "it fits this time"},
-		{22 * time.Second, 300_000, q, "heavy congestion: straight to the layer that fits"},
+		{21 * time.Second, 1_400_000, f, "the estimate grows with the probe"},
+		{26 * time.Second, 3_000_000, f, "it fits"},
+		{27 * time.Second, 300_000, q, "heavy congestion: straight to the layer that fits"},
 	}
 	for _, s := range steps {
 		cur = p.choose(t0.Add(s.at), ranked, cur, s.estimate)
