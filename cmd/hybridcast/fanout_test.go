@@ -183,7 +183,7 @@ func TestPionFanout20(t *testing.T) {
 	}
 
 	// The API lists every viewer with what it was sent.
-	streams := getStreams(t, srv)
+	streams := getStreams(t, srv.URL())
 	if len(streams) != 1 || len(streams[0].ViewerList) != viewers || streams[0].Viewers != viewers {
 		t.Fatalf("/api/streams: %+v", streams)
 	}
@@ -278,10 +278,10 @@ func TestViewersJoinAndLeaveWithoutLeaks(t *testing.T) {
 	goleak.VerifyNone(t, before)
 }
 
-// getStreams reads GET /api/streams.
-func getStreams(t testing.TB, srv *server) []sfu.StreamStats {
+// getStreams reads GET /api/streams of the server at base.
+func getStreams(t testing.TB, base string) []sfu.StreamStats {
 	t.Helper()
-	res, err := http.Get(srv.URL() + "/api/streams")
+	res, err := http.Get(base + "/api/streams")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func TestChromiumSimulcast(t *testing.T) {
 	// and its bitrate after a second; no event announces either.
 	var layers []sfu.TrackEntry
 	waitForCtx(ctx, t, func() bool {
-		layers = videoLayers(getStreams(t, srv))
+		layers = videoLayers(getStreams(t, srv.URL()))
 		if len(layers) != 3 {
 			return false
 		}
@@ -57,15 +57,15 @@ func TestChromiumSimulcast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := getStreams(t, srv)[0].ViewerList[0]
+	v := getStreams(t, srv.URL())[0].ViewerList[0]
 	t.Logf("viewer decodes %dx%d; server: layer %q, estimate %d bit/s", st.Viewer.FrameWidth, st.Viewer.FrameHeight, v.Layer, v.EstimatedBitrate)
 	if v.Layer != "m" {
 		t.Fatalf("a new viewer should start on the middle layer, got %q", v.Layer)
 	}
 	// The viewer reports its bandwidth (REMB, thanks to abs-send-time)
 	// within a few seconds; the API shows it. (Polled: no event for it.)
-	waitForCtx(ctx, t, func() bool { return getStreams(t, srv)[0].ViewerList[0].EstimatedBitrate > 0 })
-	v = getStreams(t, srv)[0].ViewerList[0]
+	waitForCtx(ctx, t, func() bool { return getStreams(t, srv.URL())[0].ViewerList[0].EstimatedBitrate > 0 })
+	v = getStreams(t, srv.URL())[0].ViewerList[0]
 	t.Logf("viewer REMB estimate %d bit/s, layer %q", v.EstimatedBitrate, v.Layer)
 }
 

@@ -35,6 +35,13 @@ type simulcastPublisher struct {
 
 func publishSimulcast(ctx context.Context, t *testing.T, url string, order []string) *simulcastPublisher {
 	t.Helper()
+	return publishSimulcastFrom(ctx, t, url, order, func(ip net.IP) bool { return ip.IsLoopback() })
+}
+
+// publishSimulcastFrom is publishSimulcast with ICE restricted to the
+// addresses keep accepts.
+func publishSimulcastFrom(ctx context.Context, t *testing.T, url string, order []string, keep func(net.IP) bool) *simulcastPublisher {
+	t.Helper()
 	files := map[string]string{"f": "layer-f.h264", "h": "layer-h.h264", "q": "layer-q.h264"}
 	clips := map[string]*client.Clip{}
 	for _, rid := range order {
@@ -53,7 +60,7 @@ func publishSimulcast(ctx context.Context, t *testing.T, url string, order []str
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetIPFilter(keep)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)).
@@ -196,7 +203,7 @@ func TestPionSimulcastLayers(t *testing.T) {
 		publishSimulcast(ctx, t, srv.URL()+"/whip/"+stream, order)
 		// Measurements need a second of media; no event tells when (polled).
 		waitForCtx(ctx, t, func() bool {
-			ls := videoLayers(getStreams(t, srv))
+			ls := videoLayers(getStreams(t, srv.URL()))
 			n := 0
 			for _, l := range ls {
 				if strings.HasPrefix(l.ID, "video-") && l.Bitrate > 0 && l.Width > 0 {

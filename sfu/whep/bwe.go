@@ -22,8 +22,9 @@ import (
 //     current layer's bitrate for upHold: the higher layer is the probe. For
 //     probeWindow the estimate may lag the new rate; only an estimate that
 //     falls below its value at the probe fails it. A failed probe steps
-//     down at once, and that layer is not tried again for a backoff that
-//     doubles each time (10 s, 20 s, … up to 2 min).
+//     down at once. A layer left for congestion is not tried again for a
+//     backoff that doubles each time (10 s, 20 s, … up to 2 min), so a link
+//     at its limit does not flap between two layers.
 //   - A viewer that sends no estimate at all (a plain pion client) steps up
 //     to the best layer after noEstimateWait.
 //   - Only active layers count; nobody stays on a layer that stopped.
@@ -103,11 +104,11 @@ func (p *layerPolicy) choose(now time.Time, ranked []*sfu.Track, cur *sfu.Track,
 	if congested && ci < len(active)-1 {
 		// Congestion: the highest layer that fits, at once.
 		down := p.fitting(active, estimate, active[len(active)-1])
-		if probing {
-			span := max(backoffMin, 2*p.backoffSpan[cur])
-			span = min(span, backoffMax)
-			p.backoffSpan[cur], p.backoff[cur] = span, now.Add(span)
-		}
+		// Leaving a layer for congestion backs it off too, failed probe or
+		// not: a link at its limit would otherwise flap between two layers.
+		span := max(backoffMin, 2*p.backoffSpan[cur])
+		span = min(span, backoffMax)
+		p.backoffSpan[cur], p.backoff[cur] = span, now.Add(span)
 		p.healthyCur = nil
 		return down
 	}
