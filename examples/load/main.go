@@ -228,11 +228,11 @@ func run() error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	video, err := loadClip(cfg.video)
+	video, err := client.LoadClipFile(cfg.video)
 	if err != nil {
 		return err
 	}
-	audio, err := loadClip(cfg.audio)
+	audio, err := client.LoadClipFile(cfg.audio)
 	if err != nil {
 		return err
 	}
@@ -1083,43 +1083,6 @@ func readRSS(pid int) (uint64, error) {
 func mustRSS(pid int) uint64 {
 	n, _ := readRSS(pid)
 	return n
-}
-
-// loadClip loads path, resolved against the repository root when it is
-// relative; an empty path means no clip.
-func loadClip(path string) (*client.Clip, error) {
-	if path == "" {
-		return nil, nil
-	}
-	resolved := resolve(path)
-	if _, err := os.Stat(resolved); err != nil {
-		return nil, fmt.Errorf("media file %s (from %q): %w; pass -video/-audio with an existing file", resolved, path, err)
-	}
-	return client.LoadClip(resolved)
-}
-
-// resolve makes a relative path relative to the repository root, found by
-// walking up from the working directory to this module's go.mod. Without
-// one it returns path unchanged. The walk ends at the filesystem root.
-func resolve(path string) string {
-	if filepath.IsAbs(path) {
-		return path
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return path
-	}
-	for range 64 {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/hybridcast/hybridcast") {
-			return filepath.Join(dir, path)
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	return path
 }
 
 // udpDrops sums the kernel's drop counters (/proc/net/udp{,6}, last

@@ -16,8 +16,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -48,10 +46,10 @@ func run() error {
 
 	cfg := client.PublishConfig{URL: *url, Token: *token, Loopback: *loopback, Logger: log}
 	var err error
-	if cfg.Video, err = loadClip(*video); err != nil {
+	if cfg.Video, err = client.LoadClipFile(*video); err != nil {
 		return err
 	}
-	if cfg.Audio, err = loadClip(*audio); err != nil {
+	if cfg.Audio, err = client.LoadClipFile(*audio); err != nil {
 		return err
 	}
 	if cfg.Video == nil && cfg.Audio == nil {
@@ -92,41 +90,4 @@ func logStats(log *slog.Logger, s client.PublisherStats) {
 		"firs_received", s.FIRsReceived, "nacks_received", s.NACKsReceived,
 		"video_packets", s.VideoPackets, "video_bytes", s.VideoBytes,
 		"audio_frames_sent", s.AudioFramesSent, "loops", s.Loops, "write_errors", s.WriteErrors)
-}
-
-// loadClip loads path, resolved against the repository root when it is
-// relative; an empty path means no clip.
-func loadClip(path string) (*client.Clip, error) {
-	if path == "" {
-		return nil, nil
-	}
-	resolved := resolve(path)
-	if _, err := os.Stat(resolved); err != nil {
-		return nil, fmt.Errorf("media file %s (from %q): %w; pass -video/-audio with an existing file, or \"\" to skip", resolved, path, err)
-	}
-	return client.LoadClip(resolved)
-}
-
-// resolve makes a relative path relative to the repository root, found by
-// walking up from the working directory to the go.mod of this module. If
-// there is none it returns path unchanged (relative to the working
-// directory).
-func resolve(path string) string {
-	if filepath.IsAbs(path) {
-		return path
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return path
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/hybridcast/hybridcast") {
-			return filepath.Join(dir, path)
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return path
-		}
-		dir = parent
-	}
 }
