@@ -15,6 +15,8 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -61,6 +63,14 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // default interceptors (NACK, RTCP reports, TWCC, header extensions). With
 // loopback set, ICE gathers only 127.0.0.1 over UDP and mDNS is off.
 func newAPI(video []webrtc.RTPCodecParameters, audio bool, loopback bool) (*webrtc.API, error) {
+	return newAPIWith(video, audio, loopback, false)
+}
+
+// newAPIWith is newAPI; lean keeps only the interceptors a viewer needs to
+// receive well (NACK generation and receiver reports), without pion's
+// per-packet stats and TWCC feedback: a load generator's viewers then cost
+// less CPU than the server they measure.
+func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, lean bool) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range video {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
@@ -73,7 +83,18 @@ func newAPI(video []webrtc.RTPCodecParameters, audio bool, loopback bool) (*webr
 		}
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+	if lean {
+		gen, err := nack.NewGeneratorInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("client: nack interceptor: %w", err)
+		}
+		ir.Add(gen)
+		rr, err := report.NewReceiverInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("client: report interceptor: %w", err)
+		}
+		ir.Add(rr)
+	} else if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, fmt.Errorf("client: register interceptors: %w", err)
 	}
 	se := webrtc.SettingEngine{}

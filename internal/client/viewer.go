@@ -46,6 +46,9 @@ type PlayConfig struct {
 	// OnFrame, if set, is called from the video read goroutine for every
 	// frame received. It must not block.
 	OnFrame func(VideoFrame)
+	// Lean keeps only NACK generation and receiver reports among pion's
+	// interceptors (no per-packet stats, no TWCC): for load generators.
+	Lean bool
 }
 
 // ViewerStats is a snapshot of what a viewer has received.
@@ -91,7 +94,7 @@ func Play(ctx context.Context, cfg PlayConfig) (*Viewer, error) {
 		h264Codec(125, "640c1f"),
 		vp8Codec,
 	}
-	api, err := newAPI(video, true, cfg.Loopback)
+	api, err := newAPIWith(video, true, cfg.Loopback, cfg.Lean)
 	if err != nil {
 		return nil, err
 	}
