@@ -33,11 +33,14 @@ type downTrack struct {
 	target   *sfu.Track // to switch to at its next keyframe
 	switches uint64
 	rw       *sfu.Rewriter
+	vp8      sfu.VP8Munger // picture IDs continuous across switches
+	isVP8    bool          // the current source is VP8
 	canSend  bool          // the viewer negotiated the source's codec
 	switched chan struct{} // tells the session a switch happened (cap 1)
 
 	rtxHdr rtp.Header // scratch for the RTCP goroutine
 	rtxAST [3]byte
+	rtxBuf [sfu.MaxPacketSize]byte
 
 	absSendTimeID uint8 // negotiated abs-send-time extension ID, 0 if none
 
@@ -115,7 +118,8 @@ type source struct {
 	// hdr is this source's scratch header: each source has one goroutine,
 	// and during a switch two sources write at once.
 	hdr rtp.Header
-	ast [3]byte // abs-send-time payload scratch
+	ast [3]byte                 // abs-send-time payload scratch
+	buf [sfu.MaxPacketSize]byte // rewritten VP8 payloads
 }
 
 func (s *source) WriteRTP(p *sfu.Packet) error { return s.d.writeFrom(s, p) }
@@ -144,6 +148,8 @@ func (d *downTrack) switchLocked(t *sfu.Track) {
 	d.src, d.target = t, nil
 	d.switches++
 	d.rw.SwitchSource()
+	d.vp8.SwitchSource()
+	d.isVP8 = strings.EqualFold(t.Info().MimeType, sfu.MimeTypeVP8)
 	select {
 	case d.switched <- struct{}{}:
 	default:
@@ -179,12 +185,16 @@ func (d *downTrack) writeFrom(src *source, p *sfu.Packet) error {
 		return nil
 	}
 	d.rw.Rewrite(p, &src.hdr)
+	payload := p.Payload
+	if d.isVP8 {
+		payload = d.vp8.Munge(payload, src.buf[:])
+	}
 	astID := d.absSendTimeID
 	d.mu.Unlock()
 	if astID != 0 {
 		setAbsSendTime(&src.hdr, astID, &src.ast, time.Now())
 	}
-	if _, err := w.WriteRTP(&src.hdr, p.Payload); err != nil {
+	if _, err := w.WriteRTP(&src.hdr, payload); err != nil {
 		return err
 	}
 	d.packets.Add(1)
@@ -244,12 +254,16 @@ func (d *downTrack) retransmit(out uint16) {
 		return
 	}
 	d.rw.Retransmission(p, &d.rtxHdr)
+	payload := p.Payload
+	if d.isVP8 {
+		payload = d.vp8.Retransmission(payload, d.rtxBuf[:])
+	}
 	astID := d.absSendTimeID
 	d.mu.Unlock()
 	if astID != 0 {
 		setAbsSendTime(&d.rtxHdr, astID, &d.rtxAST, time.Now())
 	}
-	if _, err := w.WriteRTP(&d.rtxHdr, p.Payload); err == nil {
+	if _, err := w.WriteRTP(&d.rtxHdr, payload); err == nil {
 		d.resent.Add(1)
 	}
 }
