@@ -80,6 +80,7 @@ type config struct {
 	setupTimeout                     time.Duration
 	serverPID                        int
 	loopback, allowRemote, pli, lean bool
+	rcvbuf                           int
 	jsonOut, verbose                 bool
 }
 
@@ -103,6 +104,7 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&c.loopback, "loopback", true, "use only 127.0.0.1 ICE candidates (false needs -allow-remote)")
 	flag.BoolVar(&c.allowRemote, "allow-remote", false, "allow a non-loopback server and non-loopback ICE")
 	flag.BoolVar(&c.pli, "pli", true, "viewers send PLI while their picture is broken, as browsers do")
+	flag.IntVar(&c.rcvbuf, "rcvbuf", 4<<20, "kernel receive buffer per viewer socket, bytes (SO_RCVBUFFORCE as root); 0 keeps the default")
 	flag.BoolVar(&c.lean, "lean", true, "viewers keep only NACK and receiver-report interceptors (no per-packet stats, no TWCC), so the tool costs less than the server")
 	flag.BoolVar(&c.jsonOut, "json", false, "print the report as JSON on stdout instead of text")
 	flag.BoolVar(&c.verbose, "v", false, "log publisher and viewer warnings (info with -v -v is not offered: 200 viewers are noisy)")
@@ -470,7 +472,7 @@ func (vw *viewer) play(ctx context.Context, cfg config, whep string, log *slog.L
 	begin := time.Now()
 	vw.v, vw.err = client.Play(setup, client.PlayConfig{
 		URL: whep, Token: cfg.viewerToken, Loopback: cfg.loopback, Logger: log, HTTPClient: hc,
-		RequestKeyframes: cfg.pli, Lean: cfg.lean,
+		RequestKeyframes: cfg.pli, Lean: cfg.lean, ReceiveBuffer: cfg.rcvbuf,
 		OnFrame: func(f client.VideoFrame) {
 			if len(vw.frames) >= vw.maxFrames {
 				vw.overflow++

@@ -63,14 +63,14 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // default interceptors (NACK, RTCP reports, TWCC, header extensions). With
 // loopback set, ICE gathers only 127.0.0.1 over UDP and mDNS is off.
 func newAPI(video []webrtc.RTPCodecParameters, audio bool, loopback bool) (*webrtc.API, error) {
-	return newAPIWith(video, audio, loopback, false)
+	return newAPIWith(video, audio, loopback, false, 0)
 }
 
 // newAPIWith is newAPI; lean keeps only the interceptors a viewer needs to
 // receive well (NACK generation and receiver reports), without pion's
 // per-packet stats and TWCC feedback: a load generator's viewers then cost
 // less CPU than the server they measure.
-func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, lean bool) (*webrtc.API, error) {
+func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, lean bool, rcvbuf int) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range video {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
@@ -98,6 +98,13 @@ func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, lean bo
 		return nil, fmt.Errorf("client: register interceptors: %w", err)
 	}
 	se := webrtc.SettingEngine{}
+	if rcvbuf > 0 {
+		n, err := newBufferedNet(rcvbuf)
+		if err != nil {
+			return nil, fmt.Errorf("client: network: %w", err)
+		}
+		se.SetNet(n)
+	}
 	if loopback {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })

@@ -49,6 +49,9 @@ type PlayConfig struct {
 	// Lean keeps only NACK generation and receiver reports among pion's
 	// interceptors (no per-packet stats, no TWCC): for load generators.
 	Lean bool
+	// ReceiveBuffer, if positive, is the kernel receive buffer asked for on
+	// the viewer's UDP sockets, in bytes (load generators).
+	ReceiveBuffer int
 }
 
 // ViewerStats is a snapshot of what a viewer has received.
@@ -94,7 +97,7 @@ func Play(ctx context.Context, cfg PlayConfig) (*Viewer, error) {
 		h264Codec(125, "640c1f"),
 		vp8Codec,
 	}
-	api, err := newAPIWith(video, true, cfg.Loopback, cfg.Lean)
+	api, err := newAPIWith(video, true, cfg.Loopback, cfg.Lean, cfg.ReceiveBuffer)
 	if err != nil {
 		return nil, err
 	}
