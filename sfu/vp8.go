@@ -107,14 +107,15 @@ func (m *VP8Munger) munge(payload, dst []byte, update bool) []byte {
 	}
 	out := dst[:len(payload)]
 	copy(out, payload)
-	if f.picLen == 2 {
+	switch f.picLen {
+	case 2:
 		pic := (f.pic(payload) + m.picOffset) & 0x7fff
 		out[f.picAt] = 0x80 | byte(pic>>8)
 		out[f.picAt+1] = byte(pic)
 		if update {
 			m.lastPic = pic
 		}
-	} else if f.picLen == 1 {
+	case 1:
 		pic := (f.pic(payload) + m.picOffset) & 0x7f
 		out[f.picAt] = byte(pic)
 		if update {
