@@ -164,7 +164,15 @@ func (s *server) apiStreams(w http.ResponseWriter, r *http.Request) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(struct {
 		Streams []sfu.StreamStats `json:"streams"`
-	}{s.registry.Streams()})
+		// Forwarding latency inside the server, for WebRTC viewers.
+		Forwarding struct {
+			ToSRTP   sfu.LatencySummary `json:"arrival_to_srtp"`
+			SendWait sfu.LatencySummary `json:"send_queue_wait"`
+		} `json:"forwarding"`
+	}{Streams: s.registry.Streams(), Forwarding: struct {
+		ToSRTP   sfu.LatencySummary `json:"arrival_to_srtp"`
+		SendWait sfu.LatencySummary `json:"send_queue_wait"`
+	}{s.whep.Forwarding.Summary(), s.engine.SendWait.Summary()}})
 }
 
 func (s *server) index(w http.ResponseWriter, r *http.Request) {

@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/hybridcast/hybridcast/internal/client"
+	"github.com/hybridcast/hybridcast/sfu"
 )
 
 // Limits that keep every loop and buffer bounded.
@@ -455,6 +456,9 @@ ramp:
 	}
 
 	analyze(&rep, cfg, viewers, sends, rel(t0), rel(t1))
+	if f, err := serverForwarding(httpClient, strings.TrimRight(cfg.base, "/")+"/api/streams"); err == nil {
+		rep.Notes = append(rep.Notes, f)
+	}
 
 	if cfg.jsonOut {
 		enc := json.NewEncoder(os.Stdout)
@@ -1156,4 +1160,27 @@ func udpRcvbufErrors() int64 {
 		return -1
 	}
 	return -1
+}
+
+// serverForwarding reads the server's own forwarding-latency figures from
+// its API (cumulative since it started): they exclude this tool's receive
+// side, which shares the machine.
+func serverForwarding(hc *http.Client, url string) (string, error) {
+	res, err := hc.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = res.Body.Close() }()
+	var body struct {
+		Forwarding struct {
+			ToSRTP   sfu.LatencySummary `json:"arrival_to_srtp"`
+			SendWait sfu.LatencySummary `json:"send_queue_wait"`
+		} `json:"forwarding"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		return "", err
+	}
+	f := body.Forwarding
+	return fmt.Sprintf("server-side forwarding latency (since start): track arrival → viewer SRTP p50 %.1f p90 %.1f p99 %.1f max %.1f ms; send queue → kernel p50 %.1f p90 %.1f p99 %.1f max %.1f ms",
+		f.ToSRTP.P50, f.ToSRTP.P90, f.ToSRTP.P99, f.ToSRTP.Max, f.SendWait.P50, f.SendWait.P90, f.SendWait.P99, f.SendWait.Max), nil
 }

@@ -21,7 +21,7 @@ func TestBatchConnDeliversInOrder(t *testing.T) {
 			if err != nil {
 				t.Skipf("cannot bind %s: %v", bind, err)
 			}
-			bc := newBatchConn(sc.(*net.UDPConn))
+			bc := newBatchConn(sc.(*net.UDPConn), nil)
 			rc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hybridcast/hybridcast/sfu"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
@@ -46,6 +47,10 @@ type Engine struct {
 	publisher *webrtc.API
 	viewer    *webrtc.API
 	closeOnce sync.Once
+
+	// SendWait measures each outgoing datagram from queued to handed to the
+	// kernel (the batched sender's share of forwarding latency).
+	SendWait sfu.LatencyHistogram
 }
 
 // NewEngine binds the media sockets and builds the APIs.
@@ -83,7 +88,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for WebRTC media on udp %s: %w", addr, err)
 	}
-	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: newBatchConn(e.udpConn.(*net.UDPConn))})
+	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: newBatchConn(e.udpConn.(*net.UDPConn), &e.SendWait)})
 	if !cfg.DisableTCP {
 		host, _, _ := net.SplitHostPort(addr)
 		port := e.udpConn.LocalAddr().(*net.UDPAddr).Port

@@ -44,6 +44,8 @@ type downTrack struct {
 
 	absSendTimeID uint8 // negotiated abs-send-time extension ID, 0 if none
 
+	latency *sfu.LatencyHistogram // arrival → handed to SRTP, shared by the handler's viewers
+
 	packets, bytes, nacks, resent, plis atomic.Uint64
 	remb                                atomic.Int64 // the viewer's latest REMB estimate, bit/s
 }
@@ -196,6 +198,9 @@ func (d *downTrack) writeFrom(src *source, p *sfu.Packet) error {
 	}
 	if _, err := w.WriteRTP(&src.hdr, payload); err != nil {
 		return err
+	}
+	if d.latency != nil {
+		d.latency.Observe(time.Since(p.Arrival))
 	}
 	d.packets.Add(1)
 	d.bytes.Add(uint64(len(p.Payload)))

@@ -35,6 +35,11 @@ type Handler struct {
 	log *slog.Logger
 	mux *http.ServeMux
 	*signal.Endpoint
+
+	// Forwarding measures each packet sent to a viewer from its arrival at
+	// the track to its hand-off to the viewer's SRTP stream (subscription
+	// queue, rewriting, encryption, and the send queue's admission).
+	Forwarding sfu.LatencyHistogram
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -160,6 +165,7 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 		}
 		kinds[m.Kind] = true
 		dt := newDownTrack(m.Kind, router.Name(), s.switched, s.log)
+		dt.latency = &h.Forwarding
 		sender, err := pc.AddTrack(dt)
 		if err != nil {
 			return abort(fmt.Errorf("add %s track: %w", m.Kind, err))
