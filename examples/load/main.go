@@ -456,7 +456,7 @@ ramp:
 	}
 
 	analyze(&rep, cfg, viewers, sends, rel(t0), rel(t1))
-	if f, err := serverForwarding(httpClient, strings.TrimRight(cfg.base, "/")+"/api/streams"); err == nil {
+	if f, err := serverForwarding(context.Background(), httpClient, strings.TrimRight(cfg.base, "/")+"/api/streams"); err == nil {
 		rep.Notes = append(rep.Notes, f)
 	}
 
@@ -1165,8 +1165,12 @@ func udpRcvbufErrors() int64 {
 // serverForwarding reads the server's own forwarding-latency figures from
 // its API (cumulative since it started): they exclude this tool's receive
 // side, which shares the machine.
-func serverForwarding(hc *http.Client, url string) (string, error) {
-	res, err := hc.Get(url)
+func serverForwarding(ctx context.Context, hc *http.Client, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	res, err := hc.Do(req)
 	if err != nil {
 		return "", err
 	}
