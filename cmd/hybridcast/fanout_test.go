@@ -157,7 +157,7 @@ func TestPionFanout20(t *testing.T) {
 	for i := range viewers {
 		logs[i] = newRecvLog()
 		v, err := client.Play(ctx, client.PlayConfig{
-			URL: srv.URL() + "/whep/fan", Loopback: true, RequestKeyframes: true, OnFrame: logs[i].onFrame(sends),
+			ReceiveBuffer: testRcvBuf, URL: srv.URL() + "/whep/fan", Loopback: true, RequestKeyframes: true, OnFrame: logs[i].onFrame(sends),
 		})
 		if err != nil {
 			t.Fatalf("viewer %d: %v", i, err)
@@ -248,7 +248,7 @@ func TestViewersJoinAndLeaveWithoutLeaks(t *testing.T) {
 		errs := make(chan error, parallel)
 		for range parallel {
 			wg.Go(func() {
-				v, err := client.Play(ctx, client.PlayConfig{URL: srv.URL() + "/whep/leak", Loopback: true, HTTPClient: httpc})
+				v, err := client.Play(ctx, client.PlayConfig{ReceiveBuffer: testRcvBuf, URL: srv.URL() + "/whep/leak", Loopback: true, HTTPClient: httpc})
 				if err != nil {
 					errs <- err
 					return

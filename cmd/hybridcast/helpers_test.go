@@ -51,3 +51,10 @@ func startServer(t testing.TB, mutate ...func(*Config)) *server {
 	})
 	return srv
 }
+
+// testRcvBuf is the kernel receive buffer the tests' pion viewers ask for
+// (SO_RCVBUFFORCE as root). With the race detector and other test packages
+// running at once, a viewer goroutine can be descheduled through a
+// keyframe burst; the default 200 KB buffer then drops datagrams at the
+// viewer, which measures the test machine, not the server.
+const testRcvBuf = 4 << 20

@@ -39,7 +39,7 @@ func TestViewerWaitsForPublisherAndSeesOneStream(t *testing.T) {
 	// The viewer comes while nobody publishes.
 	sends := newSendLog()
 	rl := newRecvLog()
-	v, err := client.Play(ctx, client.PlayConfig{URL: srv.URL() + "/whep/restart", Loopback: true, OnFrame: rl.onFrame(sends)})
+	v, err := client.Play(ctx, client.PlayConfig{ReceiveBuffer: testRcvBuf, URL: srv.URL() + "/whep/restart", Loopback: true, OnFrame: rl.onFrame(sends)})
 	if err != nil {
 		t.Fatal(err)
 	}

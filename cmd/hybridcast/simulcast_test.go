@@ -213,7 +213,7 @@ func TestPionSimulcastLayers(t *testing.T) {
 			return n >= 3*(i+1)
 		})
 		for rid, size := range sizes {
-			v, err := client.Play(ctx, client.PlayConfig{URL: srv.URL() + "/whep/" + stream + "?layer=" + rid, Loopback: true})
+			v, err := client.Play(ctx, client.PlayConfig{ReceiveBuffer: testRcvBuf, URL: srv.URL() + "/whep/" + stream + "?layer=" + rid, Loopback: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -228,7 +228,7 @@ func TestPionSimulcastLayers(t *testing.T) {
 		}
 		// The listing ranks by measurement: f first whatever the offer order.
 		listing := ""
-		v, err := client.Play(ctx, client.PlayConfig{URL: srv.URL() + "/whep/" + stream, Loopback: true})
+		v, err := client.Play(ctx, client.PlayConfig{ReceiveBuffer: testRcvBuf, URL: srv.URL() + "/whep/" + stream, Loopback: true})
 		if err != nil {
 			t.Fatal(err)
 		}
