@@ -38,9 +38,7 @@ type downTrack struct {
 	canSend  bool          // the viewer negotiated the source's codec
 	switched chan struct{} // tells the session a switch happened (cap 1)
 
-	rtxHdr rtp.Header // scratch for the RTCP goroutine
-	rtxAST [3]byte
-	rtxBuf [sfu.MaxPacketSize]byte
+	rtx scratch // for retransmissions, on the RTCP goroutine
 
 	absSendTimeID uint8 // negotiated abs-send-time extension ID, 0 if none
 
@@ -117,11 +115,27 @@ func (d *downTrack) matchCodec(info sfu.TrackInfo) (webrtc.RTPCodecParameters, b
 type source struct {
 	d     *downTrack
 	track *sfu.Track
-	// hdr is this source's scratch header: each source has one goroutine,
-	// and during a switch two sources write at once.
+	// Each source has one goroutine, and during a switch two sources write
+	// at once: each has its own scratch space.
+	scratch
+}
+
+// scratch is one goroutine's space for an outgoing packet: the rewritten
+// header, its abs-send-time payload and a rewritten (VP8) payload.
+type scratch struct {
 	hdr rtp.Header
-	ast [3]byte                 // abs-send-time payload scratch
-	buf [sfu.MaxPacketSize]byte // rewritten VP8 payloads
+	ast [3]byte
+	buf [sfu.MaxPacketSize]byte
+}
+
+// send writes the packet in sc with payload; a non-zero astID (read under
+// the downtrack's lock) adds the abs-send-time extension.
+func (sc *scratch) send(w webrtc.TrackLocalWriter, payload []byte, astID uint8) error {
+	if astID != 0 {
+		setAbsSendTime(&sc.hdr, astID, &sc.ast, time.Now())
+	}
+	_, err := w.WriteRTP(&sc.hdr, payload)
+	return err
 }
 
 func (s *source) WriteRTP(p *sfu.Packet) error { return s.d.writeFrom(s, p) }
@@ -193,10 +207,7 @@ func (d *downTrack) writeFrom(src *source, p *sfu.Packet) error {
 	}
 	astID := d.absSendTimeID
 	d.mu.Unlock()
-	if astID != 0 {
-		setAbsSendTime(&src.hdr, astID, &src.ast, time.Now())
-	}
-	if _, err := w.WriteRTP(&src.hdr, payload); err != nil {
+	if err := src.send(w, payload, astID); err != nil {
 		return err
 	}
 	if d.latency != nil {
@@ -258,17 +269,14 @@ func (d *downTrack) retransmit(out uint16) {
 		d.mu.Unlock()
 		return
 	}
-	d.rw.Retransmission(p, &d.rtxHdr)
+	d.rw.Retransmission(p, &d.rtx.hdr)
 	payload := p.Payload
 	if d.isVP8 {
-		payload = d.vp8.Retransmission(payload, d.rtxBuf[:])
+		payload = d.vp8.Retransmission(payload, d.rtx.buf[:])
 	}
 	astID := d.absSendTimeID
 	d.mu.Unlock()
-	if astID != 0 {
-		setAbsSendTime(&d.rtxHdr, astID, &d.rtxAST, time.Now())
-	}
-	if _, err := w.WriteRTP(&d.rtxHdr, payload); err == nil {
+	if err := d.rtx.send(w, payload, astID); err == nil {
 		d.resent.Add(1)
 	}
 }
