@@ -18,6 +18,7 @@ require (
 )
 
 require (
+	github.com/abema/go-mp4 v1.5.0 // indirect
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/pion/datachannel v1.6.3 // indirect

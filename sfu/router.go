@@ -221,6 +221,7 @@ type Registry struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	routers map[string]*Router
+	added   chan struct{} // closed and replaced when a Router is made
 }
 
 // NewRegistry makes an empty Registry. log may be nil.
@@ -228,7 +229,7 @@ func NewRegistry(log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{log: log.With("component", "sfu"), routers: map[string]*Router{}}
+	return &Registry{log: log.With("component", "sfu"), routers: map[string]*Router{}, added: make(chan struct{})}
 }
 
 // Router returns the stream's Router, or nil when the stream was never published.
@@ -246,8 +247,23 @@ func (g *Registry) RouterFor(name string) *Router {
 	if r == nil {
 		r = newRouter(name, g.log)
 		g.routers[name] = r
+		close(g.added)
+		g.added = make(chan struct{})
 	}
 	return r
+}
+
+// Routers returns every Router made so far and a channel that is closed
+// when the next one is made, so that a consumer such as the packager can
+// follow new streams without a callback.
+func (g *Registry) Routers() ([]*Router, <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]*Router, 0, len(g.routers))
+	for _, r := range g.routers {
+		out = append(out, r)
+	}
+	return out, g.added
 }
 
 // Streams returns a snapshot of every known stream, sorted by name.

@@ -47,6 +47,12 @@ type Config struct {
 	// DebugAddr, when set, serves Go's pprof profiles on that address
 	// (keep it private: loopback).
 	DebugAddr string `yaml:"debug_addr"`
+	// HLSPartDuration is the LL-HLS part target (CMAF chunk length).
+	HLSPartDuration time.Duration `yaml:"hls_part_duration"`
+	// HLSSegmentDuration is the HLS/DASH segment length.
+	HLSSegmentDuration time.Duration `yaml:"hls_segment_duration"`
+	// HLSWindow is how much media the playlists keep.
+	HLSWindow time.Duration `yaml:"hls_window"`
 
 	// tokenGenerated is set when PublishToken was made at start.
 	tokenGenerated bool
@@ -60,6 +66,9 @@ func DefaultConfig() Config {
 		WebRTCUDPAddr:       ":8189",
 		LogLevel:            "info",
 		ViewerPublisherWait: 30 * time.Second,
+		HLSPartDuration:     200 * time.Millisecond,
+		HLSSegmentDuration:  time.Second,
+		HLSWindow:           30 * time.Second,
 	}
 }
 
@@ -85,6 +94,9 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&fl.ViewerPublisherWait, "viewer-publisher-wait", cfg.ViewerPublisherWait, "how long a WebRTC viewer waits for an absent publisher (env HYBRIDCAST_VIEWER_PUBLISHER_WAIT)")
 	fs.BoolVar(&fl.LoopbackOnly, "loopback-only", false, "use only loopback addresses for WebRTC (env HYBRIDCAST_LOOPBACK_ONLY)")
 	fs.StringVar(&fl.DebugAddr, "debug-addr", "", "serve pprof profiles on this `address`, e.g. 127.0.0.1:6060 (env HYBRIDCAST_DEBUG_ADDR)")
+	fs.DurationVar(&fl.HLSPartDuration, "hls-part-duration", cfg.HLSPartDuration, "LL-HLS part target (env HYBRIDCAST_HLS_PART_DURATION)")
+	fs.DurationVar(&fl.HLSSegmentDuration, "hls-segment-duration", cfg.HLSSegmentDuration, "HLS/DASH segment length (env HYBRIDCAST_HLS_SEGMENT_DURATION)")
+	fs.DurationVar(&fl.HLSWindow, "hls-window", cfg.HLSWindow, "media kept in the HLS/DASH playlists (env HYBRIDCAST_HLS_WINDOW)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -128,6 +140,15 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if set["debug-addr"] {
 		cfg.DebugAddr = fl.DebugAddr
+	}
+	if set["hls-part-duration"] {
+		cfg.HLSPartDuration = fl.HLSPartDuration
+	}
+	if set["hls-segment-duration"] {
+		cfg.HLSSegmentDuration = fl.HLSSegmentDuration
+	}
+	if set["hls-window"] {
+		cfg.HLSWindow = fl.HLSWindow
 	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
@@ -178,14 +199,20 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 	if v := getenv(envPrefix + "ICE_SERVERS"); v != "" {
 		cfg.ICEServers = strings.Fields(v)
 	}
-	if v := getenv(envPrefix + "VIEWER_PUBLISHER_WAIT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%sVIEWER_PUBLISHER_WAIT: %w", envPrefix, err))
-		} else {
-			cfg.ViewerPublisherWait = d
+	dur := func(name string, dst *time.Duration) {
+		if v := getenv(envPrefix + name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s%s: %w", envPrefix, name, err))
+			} else {
+				*dst = d
+			}
 		}
 	}
+	dur("VIEWER_PUBLISHER_WAIT", &cfg.ViewerPublisherWait)
+	dur("HLS_PART_DURATION", &cfg.HLSPartDuration)
+	dur("HLS_SEGMENT_DURATION", &cfg.HLSSegmentDuration)
+	dur("HLS_WINDOW", &cfg.HLSWindow)
 	if v := getenv(envPrefix + "LOOPBACK_ONLY"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -233,6 +260,15 @@ func (c *Config) Validate() error {
 	}
 	if c.ViewerPublisherWait <= 0 {
 		errs = append(errs, fmt.Errorf("viewer_publisher_wait must be positive, got %s", c.ViewerPublisherWait))
+	}
+	if c.HLSPartDuration < 50*time.Millisecond || c.HLSPartDuration > 2*time.Second {
+		errs = append(errs, fmt.Errorf("hls_part_duration must be 50ms to 2s, got %s", c.HLSPartDuration))
+	}
+	if c.HLSSegmentDuration < c.HLSPartDuration || c.HLSSegmentDuration > 10*time.Second {
+		errs = append(errs, fmt.Errorf("hls_segment_duration must be at least hls_part_duration and at most 10s, got %s", c.HLSSegmentDuration))
+	}
+	if c.HLSWindow < 3*c.HLSSegmentDuration {
+		errs = append(errs, fmt.Errorf("hls_window must hold at least 3 segments, got %s", c.HLSWindow))
 	}
 	return errors.Join(errs...)
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hybridcast/hybridcast/ingest"
+	"github.com/hybridcast/hybridcast/origin"
+	"github.com/hybridcast/hybridcast/packager"
 	"github.com/hybridcast/hybridcast/sfu"
 	"github.com/hybridcast/hybridcast/sfu/rtc"
 	"github.com/hybridcast/hybridcast/sfu/whep"
@@ -30,6 +32,12 @@ type server struct {
 	engine   *rtc.Engine
 	whip     *ingest.Handler
 	whep     *whep.Handler
+	packager *packager.Packager
+	origin   *origin.Origin
+	// base is every request's parent context; canceled at shutdown so
+	// that held LL-HLS requests end at once.
+	base       context.Context
+	cancelBase context.CancelFunc
 	ln       net.Listener
 	http     *http.Server
 	debug    *http.Server // pprof, when configured
@@ -60,17 +68,29 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	s.whip = ingest.New(ingest.Config{Registry: s.registry, Engine: s.engine, Token: cfg.PublishToken, ICEServers: ice, Logger: log})
 	s.whep = whep.New(whep.Config{Registry: s.registry, Engine: s.engine, ICEServers: ice, PublisherWait: cfg.ViewerPublisherWait, Logger: log})
 
+	s.packager = packager.New(packager.Config{
+		PartDuration: cfg.HLSPartDuration, SegmentDuration: cfg.HLSSegmentDuration, Window: cfg.HLSWindow, Logger: log,
+	})
+	s.origin = origin.New(origin.Config{Source: s.packager, Logger: log})
+
 	mux := http.NewServeMux()
 	mux.Handle("/whip/", s.whip)
 	mux.Handle("/whep/", s.whep)
+	mux.Handle("/hls/", s.origin)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /api/streams", s.apiStreams)
 	mux.HandleFunc("GET /{$}", s.index)
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true) // h2c: players and caches multiplex playlist and part requests
 	s.http = &http.Server{
 		Handler:           mux,
+		Protocols:         &protocols,
+		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -113,6 +133,10 @@ func (s *server) URL() string {
 func (s *server) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }() // joined below through errc
+	pkgCtx, stopPackager := context.WithCancel(context.Background())
+	pkgDone := make(chan struct{})
+	go func() { _ = s.packager.Run(pkgCtx, s.registry); close(pkgDone) }() // joined below
+	defer func() { stopPackager(); <-pkgDone }()
 	debugDone := make(chan struct{})
 	if s.debug != nil {
 		go func() { _ = s.debug.Serve(s.debugLn); close(debugDone) }() // joined below
@@ -129,6 +153,7 @@ func (s *server) Serve(ctx context.Context) error {
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+		s.cancelBase() // held LL-HLS requests answer now
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = s.http.Shutdown(shutdownCtx)
 		cancel()

@@ -1,0 +1,379 @@
+// Package origin serves the packager's output over HTTP: LL-HLS playlists
+// (with blocking reloads and delta updates), init segments, parts and
+// segments, with cache headers by resource class so that any CDN can sit
+// in front. It knows nothing of RTP; it reads the packager through Source.
+//
+//	GET /hls/{stream}/index.m3u8                  multivariant playlist
+//	GET /hls/{stream}/{rendition}/index.m3u8      media playlist (_HLS_msn, _HLS_part, _HLS_skip)
+//	GET /hls/{stream}/{rendition}/init-{n}.mp4    init segment
+//	GET /hls/{stream}/{rendition}/{msn}.m4s       segment
+//	GET /hls/{stream}/{rendition}/{msn}.{i}.m4s   part
+package origin
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hybridcast/hybridcast/packager"
+)
+
+// Source is what the origin reads: the packager's streams.
+type Source interface {
+	Stream(name string) *packager.Stream
+}
+
+var _ Source = (*packager.Packager)(nil)
+
+// Config configures an Origin.
+type Config struct {
+	Source Source
+	// StartWait is how long a multivariant playlist request for a stream
+	// that is live but has no complete segment yet waits for one. Default 10 s.
+	StartWait time.Duration
+	Logger    *slog.Logger
+}
+
+// Origin is the HTTP handler for /hls/.
+type Origin struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+var _ http.Handler = (*Origin)(nil)
+
+// New makes an Origin.
+func New(cfg Config) *Origin {
+	if cfg.StartWait <= 0 {
+		cfg.StartWait = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	o := &Origin{cfg: cfg, log: cfg.Logger.With("component", "origin"), mux: http.NewServeMux()}
+	o.mux.HandleFunc("GET /hls/{stream}/index.m3u8", o.multivariant)
+	o.mux.HandleFunc("GET /hls/{stream}/{rendition}/{file}", o.media)
+	return o
+}
+
+// Cache-Control values by resource class.
+const (
+	// Init segments, segments and parts never change under their URL:
+	// segment numbers only grow, across restarts too.
+	cacheImmutable = "public, max-age=31536000, immutable"
+	// A plain playlist request gets the live edge, which moves every part.
+	cachePlaylist = "public, max-age=1"
+	// A blocking request names the part it waited for in its query, so
+	// the answer stays right for that URL: a CDN may keep it while the
+	// part is in the window.
+	cacheBlocking = "public, max-age=12"
+	// The multivariant playlist changes only when layers come and go.
+	cacheMultivariant = "public, max-age=2"
+	// Errors are not cached: the stream may start or the part appear.
+	cacheError = "no-store"
+)
+
+// ServeHTTP implements http.Handler.
+func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, ETag, Age")
+	if r.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Range, If-None-Match")
+		h.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	o.mux.ServeHTTP(w, r)
+}
+
+func fail(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Cache-Control", cacheError)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	fmt.Fprintln(w, msg)
+}
+
+func (o *Origin) stream(w http.ResponseWriter, r *http.Request) *packager.Stream {
+	name := r.PathValue("stream")
+	s := o.cfg.Source.Stream(name)
+	if s == nil {
+		fail(w, http.StatusNotFound, fmt.Sprintf("stream %q is not live", name))
+		return nil
+	}
+	return s
+}
+
+func (o *Origin) multivariant(w http.ResponseWriter, r *http.Request) {
+	s := o.stream(w, r)
+	if s == nil {
+		return
+	}
+	timer := time.NewTimer(o.cfg.StartWait)
+	defer timer.Stop()
+	for {
+		rends, changed := s.Renditions()
+		if len(rends) == 0 {
+			fail(w, http.StatusNotFound, fmt.Sprintf("stream %q is not live", s.Name()))
+			return
+		}
+		if pl, ok := s.Multivariant(); ok {
+			writePlaylist(w, r, pl, cacheMultivariant)
+			return
+		}
+		// Live but not one segment yet: wait for the first, on any
+		// rendition's change.
+		select {
+		case <-changed:
+		case <-rends[0].View().Changed:
+		case <-r.Context().Done():
+			return
+		case <-timer.C:
+			w.Header().Set("Retry-After", "1")
+			fail(w, http.StatusServiceUnavailable, "stream is starting: no complete segment yet")
+			return
+		}
+	}
+}
+
+func (o *Origin) media(w http.ResponseWriter, r *http.Request) {
+	s := o.stream(w, r)
+	if s == nil {
+		return
+	}
+	name, file := r.PathValue("rendition"), r.PathValue("file")
+	rend := s.Rendition(name)
+	if rend == nil {
+		fail(w, http.StatusNotFound, fmt.Sprintf("no rendition %q in stream %q", name, s.Name()))
+		return
+	}
+	switch {
+	case file == "index.m3u8":
+		o.mediaPlaylist(w, r, s, rend)
+	case strings.HasPrefix(file, "init-") && strings.HasSuffix(file, ".mp4"):
+		v := rend.View()
+		data, ok := v.Inits[file]
+		if !ok {
+			fail(w, http.StatusNotFound, "no such init segment")
+			return
+		}
+		serveBytes(w, r, data, "video/mp4", `"`+strings.TrimSuffix(file, ".mp4")+`"`)
+	case strings.HasSuffix(file, ".m4s"):
+		o.mediaFile(w, r, s, rend, strings.TrimSuffix(file, ".m4s"))
+	default:
+		fail(w, http.StatusNotFound, "no such file")
+	}
+}
+
+// mediaPlaylist serves a media playlist, holding a blocking request until
+// the part it names exists (rfc8216bis §6.2.5.2).
+func (o *Origin) mediaPlaylist(w http.ResponseWriter, r *http.Request, s *packager.Stream, rend *packager.Rendition) {
+	req, err := packager.ParsePlaylistQuery(r.URL.Query())
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v := rend.View()
+	if len(v.Segments) == 0 {
+		// Nothing to list yet: wait for the first part like a blocking
+		// request for it.
+		req.MSN, req.Part = -1, -1
+		v, err = o.wait(r.Context(), rend, s, func(v *packager.View) bool { _, _, ok := v.Last(); return ok })
+		if err != nil {
+			o.waitFailed(w, err)
+			return
+		}
+	}
+	cache := cachePlaylist
+	if req.MSN >= 0 {
+		cache = cacheBlocking
+		msn, part := uint64(req.MSN), req.Part
+		lastMSN, lastPart, _ := v.Last()
+		// "If the _HLS_msn is greater than the Media Sequence Number of the
+		// last Media Segment in the current Playlist plus two, or if the
+		// _HLS_part exceeds the last Partial Segment in the current
+		// Playlist by the Advance Part Limit, then the server SHOULD
+		// immediately return Bad Request" (§6.2.5.2). The Advance Part
+		// Limit is 3.
+		if msn > lastMSN+2 || (msn == lastMSN && part > int64(lastPart)+3) {
+			fail(w, http.StatusBadRequest, fmt.Sprintf("_HLS_msn=%d _HLS_part=%d is too far ahead of the live edge (segment %d part %d)",
+				msn, part, lastMSN, lastPart))
+			return
+		}
+		if first := v.Segments[0].MSN; msn < first {
+			// Older than the window: the current playlist satisfies it.
+			msn, part = first, -1
+		}
+		v, err = o.wait(r.Context(), rend, s, func(v *packager.View) bool { return v.Has(msn, part) || !v.Live })
+		if err != nil {
+			o.waitFailed(w, err)
+			return
+		}
+	}
+	writePlaylist(w, r, s.MediaPlaylist(v, req.Skip), cache)
+}
+
+var errTimeout = errors.New("timed out")
+
+// wait returns the first View of rend for which ok holds, waiting on each
+// View's Changed channel and giving up when the client goes away or after
+// three target durations ("the server ... SHOULD ... return ... 503 ...
+// if the request cannot be satisfied within three times the Target
+// Duration", §6.2.5.2).
+func (o *Origin) wait(ctx context.Context, rend *packager.Rendition, s *packager.Stream, ok func(*packager.View) bool) (*packager.View, error) {
+	v := rend.View()
+	if ok(v) {
+		return v, nil
+	}
+	timer := time.NewTimer(3 * time.Duration(s.TargetDuration()) * time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case <-v.Changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timer.C:
+			return nil, errTimeout
+		}
+		if v = rend.View(); ok(v) {
+			return v, nil
+		}
+	}
+}
+
+func (o *Origin) waitFailed(w http.ResponseWriter, err error) {
+	if errors.Is(err, errTimeout) {
+		fail(w, http.StatusServiceUnavailable, "the requested part did not appear in time")
+		return
+	}
+	// The client went away (nobody reads this) or the server is shutting down.
+	w.Header().Set("Retry-After", "1")
+	fail(w, http.StatusServiceUnavailable, "server shutting down")
+}
+
+// mediaFile serves a segment ("{msn}") or a part ("{msn}.{i}"). A request
+// for the part being written (the preload hint) or the next few is held
+// until the part is complete.
+func (o *Origin) mediaFile(w http.ResponseWriter, r *http.Request, s *packager.Stream, rend *packager.Rendition, name string) {
+	msnStr, partStr, isPart := strings.Cut(name, ".")
+	msn, err := strconv.ParseUint(msnStr, 10, 64)
+	part := -1
+	if err == nil && isPart {
+		var p uint64
+		p, err = strconv.ParseUint(partStr, 10, 16)
+		part = int(p)
+	}
+	if err != nil {
+		fail(w, http.StatusNotFound, "no such file")
+		return
+	}
+	v := rend.View()
+	have := func(v *packager.View) bool {
+		if part < 0 {
+			seg, ok := v.Segment(msn)
+			return ok && seg.Complete
+		}
+		_, ok := v.Part(msn, part)
+		return ok
+	}
+	if !have(v) {
+		nm, np, live := v.NextPart()
+		ahead := live && (msn == nm && part >= np && part < np+3 || msn == nm+1 && part >= 0 && part < 3 ||
+			part < 0 && (msn == nm || msn == nm+1))
+		if !ahead {
+			fail(w, http.StatusNotFound, "no such segment or part: outside the window")
+			return
+		}
+		if v, err = o.wait(r.Context(), rend, s, func(v *packager.View) bool { return have(v) || !v.Live }); err != nil {
+			o.waitFailed(w, err)
+			return
+		}
+		if !have(v) {
+			fail(w, http.StatusNotFound, "the publisher stopped before this part was written")
+			return
+		}
+	}
+	if part < 0 {
+		seg, _ := v.Segment(msn)
+		serveBytes(w, r, seg.Data, "video/mp4", fmt.Sprintf(`"%d"`, msn))
+		return
+	}
+	p, _ := v.Part(msn, part)
+	serveBytes(w, r, p.Data, "video/mp4", fmt.Sprintf(`"%d.%d"`, msn, part))
+}
+
+// serveBytes serves immutable media with Range and conditional requests.
+func serveBytes(w http.ResponseWriter, r *http.Request, data []byte, ctype, etag string) {
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("Cache-Control", cacheImmutable)
+	h.Set("ETag", etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+}
+
+var gzipPool = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed); return w }}
+
+// writePlaylist writes a playlist with its ETag, gzip when the client
+// takes it.
+func writePlaylist(w http.ResponseWriter, r *http.Request, pl []byte, cache string) {
+	h := w.Header()
+	sum := fnv.New64a()
+	_, _ = sum.Write(pl)
+	etag := fmt.Sprintf(`"%x"`, sum.Sum64())
+	h.Set("Content-Type", "application/vnd.apple.mpegurl")
+	h.Set("Cache-Control", cache)
+	h.Set("ETag", etag)
+	h.Add("Vary", "Accept-Encoding")
+	if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if r.Method == http.MethodHead {
+		h.Set("Content-Length", strconv.Itoa(len(pl)))
+		return
+	}
+	if len(pl) > 512 && acceptsGzip(r) {
+		h.Set("Content-Encoding", "gzip")
+		// A gzipped body has its own ETag, as RFC 9110 §8.8.3 requires of
+		// different representations.
+		h.Set("ETag", strings.TrimSuffix(etag, `"`)+`-gz"`)
+		gz := gzipPool.Get().(*gzip.Writer)
+		defer gzipPool.Put(gz)
+		var buf bytes.Buffer
+		gz.Reset(&buf)
+		_, _ = gz.Write(pl)
+		_ = gz.Close()
+		h.Set("Content-Length", strconv.Itoa(buf.Len()))
+		_, _ = w.Write(buf.Bytes())
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(len(pl)))
+	_, _ = w.Write(pl)
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if !strings.EqualFold(strings.TrimSpace(enc), "gzip") {
+			continue
+		}
+		_, qv, hasQ := strings.Cut(strings.ReplaceAll(params, " ", ""), "q=")
+		if q, err := strconv.ParseFloat(qv, 64); hasQ && err == nil && q == 0 {
+			return false
+		}
+		return true
+	}
+	return false
+}

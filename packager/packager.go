@@ -1,0 +1,430 @@
+package packager
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hybridcast/hybridcast/sfu"
+)
+
+// Config configures a Packager. Zero values take the documented defaults.
+type Config struct {
+	// PartDuration is the LL-HLS part target (the CMAF chunk length).
+	// Default 200 ms.
+	PartDuration time.Duration
+	// SegmentDuration is the segment length and the spacing of the
+	// boundary grid. Default 1 s.
+	SegmentDuration time.Duration
+	// Window is how much media a playlist keeps. Default 30 s.
+	Window time.Duration
+	// SenderReportWait is how long a track waits for its first RTCP sender
+	// report before it is timed by arrival instead. Default 1 s.
+	SenderReportWait time.Duration
+	// QueueSize is each track subscription's queue length. Default 512.
+	QueueSize int
+	Logger    *slog.Logger
+	// Now is the clock; default time.Now. Tests inject their own.
+	Now func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.PartDuration <= 0 {
+		c.PartDuration = 200 * time.Millisecond
+	}
+	if c.SegmentDuration <= 0 {
+		c.SegmentDuration = time.Second
+	}
+	if c.Window <= 0 {
+		c.Window = 30 * time.Second
+	}
+	if c.SenderReportWait <= 0 {
+		c.SenderReportWait = time.Second
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 512
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Packager packages every stream of an sfu.Registry.
+type Packager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	streams map[string]*Stream
+}
+
+// New makes a Packager; Run starts it.
+func New(cfg Config) *Packager {
+	cfg.defaults()
+	return &Packager{cfg: cfg, log: cfg.Logger.With("component", "packager"), streams: map[string]*Stream{}}
+}
+
+// Config returns the configuration in effect, defaults filled in.
+func (p *Packager) Config() Config { return p.cfg }
+
+// Run packages each stream of reg from its first publication on, until ctx
+// ends; then it ends every subscription, flushes what was written, and
+// returns.
+func (p *Packager) Run(ctx context.Context, reg *sfu.Registry) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	seen := map[*sfu.Router]bool{}
+	for {
+		routers, changed := reg.Routers()
+		for _, r := range routers {
+			if seen[r] {
+				continue
+			}
+			seen[r] = true
+			s := p.stream(r.Name())
+			wg.Go(func() { s.follow(ctx, r) })
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (p *Packager) stream(name string) *Stream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.streams[name]
+	if s == nil {
+		s = &Stream{name: name, cfg: p.cfg, log: p.log.With("stream", name),
+			renditions: map[string]*Rendition{}, changed: make(chan struct{})}
+		p.streams[name] = s
+	}
+	return s
+}
+
+// Stream returns the named stream, or nil when it was never published.
+func (p *Packager) Stream(name string) *Stream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.streams[name]
+}
+
+// Stream is one stream's renditions, kept across publisher restarts.
+type Stream struct {
+	name string
+	cfg  Config
+	log  *slog.Logger
+
+	mu         sync.Mutex
+	renditions map[string]*Rendition
+	live       []*Rendition // the current publication's, video first
+	changed    chan struct{}
+}
+
+// Name returns the stream name.
+func (s *Stream) Name() string { return s.name }
+
+// Config returns the packager's configuration.
+func (s *Stream) Config() Config { return s.cfg }
+
+// Renditions returns the current publication's renditions (none when the
+// stream is not live) and a channel closed when that set changes.
+func (s *Stream) Renditions() ([]*Rendition, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.live), s.changed
+}
+
+// Rendition returns the named rendition of the current publication.
+func (s *Stream) Rendition(name string) *Rendition {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.live {
+		if r.name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+func (s *Stream) setLive(live []*Rendition) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.live = live
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// follow packages each publication of r in turn until ctx ends.
+func (s *Stream) follow(ctx context.Context, r *sfu.Router) {
+	var pub *publication
+	defer func() {
+		if pub != nil {
+			pub.close()
+		}
+	}()
+	for {
+		tracks, changed := r.Tracks()
+		if pub != nil && pub.ended(tracks) {
+			pub.close()
+			pub = nil
+		}
+		if len(tracks) > 0 {
+			if pub == nil {
+				pub = s.newPublication()
+			}
+			for _, t := range tracks {
+				pub.add(t)
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+var safeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// rendition returns the stream's rendition for a track, made on first use.
+// Names are the SFU's track IDs ("video", "video-h", "audio").
+func (s *Stream) rendition(t *sfu.Track) *Rendition {
+	name := t.Info().ID
+	if !safeName.MatchString(name) {
+		name = t.Info().Kind.String()
+		if rid := t.Info().RID; safeName.MatchString(rid) {
+			name += "-" + rid
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.renditions[name]
+	if r == nil {
+		r = newRendition(name, t.Info().Kind == sfu.KindVideo, s.cfg.Window)
+		s.renditions[name] = r
+	}
+	return r
+}
+
+// publication is one publisher's run on the stream: one timeline (epoch),
+// one boundary grid, one pipeline per packaged track.
+type publication struct {
+	s       *Stream
+	epoch   time.Time
+	msnBase uint64 // number of the segment at grid index 0
+	segTick time.Duration
+
+	mu      sync.Mutex
+	offset  time.Duration // our clock minus the publisher's NTP clock, from its first report
+	haveOff bool
+	pipes   map[*sfu.Track]*pipe
+	closed  bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type pipe struct {
+	p           *pipeline
+	unsubscribe func()
+}
+
+func (s *Stream) newPublication() *publication {
+	now := s.cfg.Now()
+	d := s.cfg.SegmentDuration
+	// The grid starts at the last boundary before now, counted from the
+	// Unix epoch; segment numbers follow it and so only ever grow.
+	epoch := now.Truncate(d)
+	base := uint64(epoch.UnixNano() / int64(d))
+	s.mu.Lock()
+	for _, r := range s.renditions {
+		if n := r.next(); n > base {
+			base = n
+		}
+	}
+	s.mu.Unlock()
+	p := &publication{s: s, epoch: epoch, msnBase: base, segTick: d, pipes: map[*sfu.Track]*pipe{}, stop: make(chan struct{})}
+	p.wg.Go(p.requestKeyframes)
+	s.log.Info("packaging publication", "first_msn", base)
+	return p
+}
+
+// ended reports whether the publication's tracks are gone from tracks.
+func (p *publication) ended(tracks []*sfu.Track) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t := range p.pipes {
+		if !slices.Contains(tracks, t) {
+			return true
+		}
+		select {
+		case <-t.Done():
+			return true
+		default:
+		}
+	}
+	return false
+}
+
+// add starts packaging t unless it is already, or its codec has no CMAF
+// mapping here.
+func (p *publication) add(t *sfu.Track) {
+	p.mu.Lock()
+	if _, ok := p.pipes[t]; ok || p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	info := t.Info()
+	var video bool
+	switch info.MimeType {
+	case "video/H264":
+		video = true
+	case "audio/opus":
+	default:
+		p.s.log.Warn("codec not packaged for HLS/DASH", "track", info.ID, "codec", info.MimeType)
+		p.mu.Lock()
+		p.pipes[t] = &pipe{}
+		p.mu.Unlock()
+		return
+	}
+	r := p.s.rendition(t)
+	if !video {
+		r.setInfo("opus", 0, 0, int(max(info.Channels, 2)))
+	}
+	pl := newPipeline(p, r, t, video)
+	unsub, err := t.Subscribe(pl, sfu.WithQueueSize(p.s.cfg.QueueSize))
+	if err != nil {
+		return // the track closed meanwhile; the router will tell
+	}
+	r.setLive(true)
+	p.mu.Lock()
+	p.pipes[t] = &pipe{p: pl, unsubscribe: unsub}
+	live := p.liveRenditions()
+	p.mu.Unlock()
+	p.s.setLive(live)
+}
+
+// liveRenditions lists the packaged renditions, video by picture height
+// then bitrate (highest first), audio last. p.mu is held.
+func (p *publication) liveRenditions() []*Rendition {
+	var out []*Rendition
+	for _, x := range p.pipes {
+		if x.p != nil {
+			out = append(out, x.p.rend)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Rendition) int {
+		va, vb := a.View(), b.View()
+		if va.Video != vb.Video {
+			if va.Video {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(vb.Height, va.Height), cmp.Compare(a.name, b.name))
+	})
+	return out
+}
+
+// close ends every subscription, flushes the open segments, and marks the
+// renditions as no longer live.
+func (p *publication) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	pipes := p.pipes
+	p.mu.Unlock()
+	close(p.stop)
+	p.wg.Wait()
+	for _, x := range pipes {
+		if x.p == nil {
+			continue
+		}
+		x.unsubscribe()
+		x.p.flush()
+		x.p.rend.setLive(false)
+	}
+	p.s.setLive(nil)
+}
+
+// requestKeyframes asks every video layer for a keyframe at each boundary
+// of the grid, so that each layer can cut its segment there.
+func (p *publication) requestKeyframes() {
+	next := p.epoch.Add(p.segTick)
+	for {
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-p.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		for tr, x := range p.pipes {
+			if x.p != nil && x.p.video {
+				tr.RequestKeyframe()
+			}
+		}
+		p.mu.Unlock()
+		for !next.After(time.Now()) {
+			next = next.Add(p.segTick)
+		}
+	}
+}
+
+// senderTime converts a sender report's NTP time to our clock. The offset
+// between the publisher's clock and ours is taken once, from the first
+// report of the publication, and used for every track, so that the tracks
+// keep the relative timing their reports give them.
+func (p *publication) senderTime(sr sfu.SenderReport) time.Time {
+	ntp := ntpTime(sr.NTPTime)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.haveOff {
+		p.offset, p.haveOff = sr.Arrival.Sub(ntp), true
+	}
+	return ntp.Add(p.offset)
+}
+
+// ntpTime converts a 32.32 NTP timestamp (seconds since 1900) to a time.
+func ntpTime(v uint64) time.Time {
+	const ntpToUnix = 2208988800
+	secs := int64(v>>32) - ntpToUnix
+	frac := int64(v & 0xffffffff)
+	return time.Unix(secs, frac*int64(time.Second)>>32)
+}
+
+func (p *publication) partTicks(rate int64) int64 {
+	return int64(p.s.cfg.PartDuration) * rate / int64(time.Second)
+}
+
+func (p *publication) segTicks(rate int64) int64 {
+	return max(int64(p.segTick)*rate/int64(time.Second), 1)
+}
+
+func (p *publication) boundaryTicks(k, rate int64) int64 { return k * p.segTicks(rate) }
+
+func (p *publication) boundaryIndex(ticks, rate int64) int64 { return ticks / p.segTicks(rate) }
+
+// ticksToDuration converts a count of clock ticks to a duration without
+// overflowing for long-running streams.
+func ticksToDuration(t, rate int64) time.Duration {
+	return time.Duration(t/rate)*time.Second + time.Duration(t%rate*int64(time.Second)/rate)
+}
+
+// partWritten is called after each part; it exists for metrics.
+func (p *publication) partWritten(time.Duration) {}

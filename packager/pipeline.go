@@ -1,0 +1,332 @@
+package packager
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
+
+	"github.com/hybridcast/hybridcast/packager/internal/cmaf"
+	"github.com/hybridcast/hybridcast/packager/internal/depack"
+	"github.com/hybridcast/hybridcast/sfu"
+)
+
+// pipeline packages one track of a publication into its rendition. It is
+// an sfu.Subscriber: WriteRTP runs on the subscription's goroutine, and
+// flush runs after the subscription has ended, so its state needs no lock.
+type pipeline struct {
+	pub   *publication
+	rend  *Rendition
+	track *sfu.Track
+	log   *slog.Logger
+	video bool
+	rate  int64 // RTP clock rate
+	now   func() time.Time
+
+	reorder depack.Reorder
+	h264    depack.H264
+	opus    depack.Opus
+	emit    func(*depack.Frame) // p.frame, made once
+
+	started  time.Time // when the pipeline began waiting for a sender report
+	mapped   bool
+	base     int64 // decode time (ticks since the epoch) of the first frame
+	t0       int64 // extended RTP timestamp of the first frame
+	waitKey  bool
+	lastDTS  int64
+	haveLast bool
+
+	sps, pps []byte
+	initName string
+	initData []byte
+	newInit  bool // parameter sets changed: cut at this keyframe
+
+	pending    *sample
+	lastDur    int64
+	seg        *Segment // open segment, nil between segments
+	segIdx     int64    // index on the boundary grid of the last segment opened
+	msn        uint64   // number of the last segment opened
+	opened     bool     // a segment was opened in this publication
+	partStart  int64
+	partDur    int64
+	partKey    bool
+	partFrames []cmaf.Sample
+
+	errs int
+}
+
+type sample struct {
+	dts   int64
+	key   bool
+	nalus [][]byte
+}
+
+func newPipeline(pub *publication, rend *Rendition, t *sfu.Track, video bool) *pipeline {
+	p := &pipeline{
+		pub: pub, rend: rend, track: t, video: video,
+		rate: int64(t.Info().ClockRate), now: pub.s.cfg.Now,
+		log: pub.s.log.With("rendition", rend.Name()),
+	}
+	if p.rate <= 0 {
+		p.rate = 90000
+		if !video {
+			p.rate = 48000
+		}
+	}
+	p.h264.WaitKeyframe()
+	p.emit = p.frame
+	p.started = p.now()
+	return p
+}
+
+// WriteRTP implements sfu.Subscriber.
+func (p *pipeline) WriteRTP(pkt *sfu.Packet) error {
+	if len(pkt.Payload) == 0 {
+		return nil
+	}
+	p.reorder.Push(depack.Packet{
+		Seq: pkt.Seq, Timestamp: pkt.Timestamp, Marker: pkt.Marker, Payload: pkt.Payload, Arrival: pkt.Arrival,
+	}, p.depacketize)
+	return nil
+}
+
+func (p *pipeline) depacketize(pkt depack.Packet, lost bool) {
+	var err error
+	if p.video {
+		err = p.h264.Push(pkt, lost, p.emit)
+		if lost {
+			p.track.RequestKeyframe()
+		}
+	} else {
+		err = p.opus.Push(pkt, lost, p.emit)
+	}
+	if err != nil {
+		p.errs++
+		if p.errs == 1 || p.errs%1000 == 0 {
+			p.log.Warn("malformed RTP payload dropped", "error", err, "count", p.errs)
+		}
+		if p.video {
+			p.track.RequestKeyframe()
+		}
+	}
+}
+
+// frame handles one depacketized frame: map its time, then cut.
+func (p *pipeline) frame(f *depack.Frame) {
+	if !p.mapped && !p.mapClock(f) {
+		return
+	}
+	dts := p.base + (f.Timestamp - p.t0)
+	if dts < 0 || (p.haveLast && dts <= p.lastDTS) {
+		// Before the publication's epoch, or not after the last frame (a
+		// publisher's timestamps went backwards): skip it, and for video
+		// everything up to the next keyframe, which may depend on it.
+		if p.video {
+			p.waitKey = true
+		}
+		return
+	}
+	if p.video {
+		if p.waitKey && !f.Keyframe {
+			return
+		}
+		p.waitKey = false
+		if f.SPS != nil || f.PPS != nil {
+			p.parameterSets(f.SPS, f.PPS)
+		}
+		if p.sps == nil || p.pps == nil {
+			p.waitKey = true
+			p.track.RequestKeyframe()
+			return
+		}
+	}
+	p.lastDTS, p.haveLast = dts, true
+	next := &sample{dts: dts, key: f.Keyframe, nalus: slices.Clone(f.NALUs)}
+	if p.pending != nil {
+		p.lastDur = dts - p.pending.dts
+		p.add(p.pending, p.lastDur)
+		switch {
+		case p.startsSegment(next):
+			p.closePart()
+			p.closeSegment()
+		case p.partDur+p.lastDur > p.pub.partTicks(p.rate):
+			p.closePart()
+		}
+	}
+	p.pending = next
+}
+
+// mapClock fixes the track's mapping from RTP time to the publication's
+// timeline at its first frame: through the latest sender report, or by
+// arrival time once SenderReportWait has passed without one.
+func (p *pipeline) mapClock(f *depack.Frame) bool {
+	if p.video && !f.Keyframe {
+		return false
+	}
+	var wall time.Time
+	if sr, ok := p.track.SenderReport(); ok {
+		off := int64(int32(uint32(f.Timestamp) - sr.RTPTime))
+		wall = p.pub.senderTime(sr).Add(time.Duration(off * int64(time.Second) / p.rate))
+	} else if p.now().Sub(p.started) < p.pub.s.cfg.SenderReportWait {
+		if p.video {
+			p.track.RequestKeyframe() // for when the report has come
+		}
+		return false
+	} else {
+		wall = f.Arrival
+		p.log.Info("no RTCP sender report: timing this track by arrival")
+	}
+	p.mapped, p.t0 = true, f.Timestamp
+	p.base = int64(wall.Sub(p.pub.epoch)) * p.rate / int64(time.Second)
+	return true
+}
+
+func (p *pipeline) parameterSets(sps, pps []byte) {
+	if sps == nil {
+		sps = p.sps
+	}
+	if pps == nil {
+		pps = p.pps
+	}
+	if slices.Equal(sps, p.sps) && slices.Equal(pps, p.pps) {
+		return
+	}
+	var s h264.SPS
+	if err := s.Unmarshal(sps); err != nil {
+		p.log.Warn("bad SPS ignored", "error", err)
+		return
+	}
+	if len(sps) < 4 {
+		return
+	}
+	p.sps, p.pps = sps, pps
+	p.newInit = true
+	p.rend.setInfo(fmt.Sprintf("avc1.%02x%02x%02x", sps[1], sps[2], sps[3]), s.Width(), s.Height(), 0)
+}
+
+// startsSegment reports whether next must begin a new segment: video at
+// its first keyframe at or after the next boundary (or where the
+// parameter sets change), audio at its first frame at or after it.
+func (p *pipeline) startsSegment(next *sample) bool {
+	if p.seg == nil {
+		return false
+	}
+	if p.video && !next.key {
+		return false
+	}
+	if p.video && p.newInit {
+		return true
+	}
+	return next.dts >= p.pub.boundaryTicks(p.segIdx+1, p.rate)
+}
+
+// add appends a finished sample to the open part, opening the segment and
+// the part as needed.
+func (p *pipeline) add(s *sample, dur int64) {
+	if p.seg == nil && !p.openSegment(s) {
+		return
+	}
+	if len(p.partFrames) == 0 {
+		p.partStart, p.partDur, p.partKey = s.dts, 0, s.key
+	}
+	p.partFrames = append(p.partFrames, cmaf.Sample{Duration: uint32(max(dur, 1)), NonSync: p.video && !s.key, NALUs: s.nalus})
+	p.partDur += dur
+}
+
+func (p *pipeline) openSegment(s *sample) bool {
+	if p.video && !s.key {
+		return false
+	}
+	// The first segment of a publication is numbered by its place on the
+	// boundary grid, so that every rendition numbers the same stretch of
+	// time alike; the ones after follow on by one, as playlists require.
+	idx := p.pub.boundaryIndex(s.dts, p.rate)
+	msn := p.pub.msnBase + uint64(idx)
+	if p.opened {
+		msn = p.msn + 1
+		if idx != p.segIdx+1 {
+			p.log.Warn("segment boundary missed: no keyframe in time; this rendition's segment numbers no longer match the others' until the next publication",
+				"msn", msn, "grid_index", idx)
+		}
+	}
+	if p.newInit || p.initName == "" {
+		if err := p.makeInit(msn); err != nil {
+			p.log.Error("cannot write init segment", "error", err)
+			return false
+		}
+	}
+	seg := &Segment{
+		MSN:           msn,
+		Start:         p.pub.epoch.Add(ticksToDuration(s.dts, p.rate)),
+		DecodeTime:    uint64(s.dts),
+		Discontinuity: !p.opened && p.rend.written(),
+	}
+	if err := p.rend.openSegment(seg, p.initName, p.initData); err != nil {
+		p.log.Error("segment out of order", "error", err)
+		return false
+	}
+	p.seg, p.segIdx, p.msn, p.opened = seg, idx, msn, true
+	return true
+}
+
+func (p *pipeline) makeInit(msn uint64) error {
+	var data []byte
+	var err error
+	bitrate := uint32(max(p.track.Layer().Bitrate, 0))
+	if p.video {
+		data, err = cmaf.InitH264(p.sps, p.pps, bitrate)
+	} else {
+		data, err = cmaf.InitOpus(int(p.track.Info().Channels), bitrate)
+	}
+	if err != nil {
+		return err
+	}
+	p.initName, p.initData, p.newInit = fmt.Sprintf("init-%d.mp4", msn), data, false
+	return nil
+}
+
+func (p *pipeline) closePart() {
+	if len(p.partFrames) == 0 || p.seg == nil {
+		p.partFrames = p.partFrames[:0]
+		return
+	}
+	p.rend.chunks++
+	data, err := cmaf.Chunk(p.rend.chunks, uint64(p.partStart), p.video, p.partFrames)
+	n := len(p.partFrames)
+	p.partFrames = p.partFrames[:0]
+	if err != nil {
+		p.log.Error("cannot write CMAF chunk", "error", err)
+		return
+	}
+	d := ticksToDuration(p.partDur, p.rate)
+	p.rend.addPart(&Part{Data: data, Duration: d, Independent: p.partKey}, n, p.now())
+	p.pub.partWritten(d)
+}
+
+func (p *pipeline) closeSegment() {
+	if p.seg == nil {
+		return
+	}
+	p.rend.closeSegment()
+	p.seg = nil
+}
+
+// flush writes out what is pending when the track has ended.
+func (p *pipeline) flush() {
+	if p.pending != nil {
+		dur := p.lastDur
+		if dur <= 0 {
+			dur = p.rate / 30
+			if !p.video {
+				dur = opus.PacketDuration2(p.pending.nalus[0])
+			}
+		}
+		p.add(p.pending, dur)
+		p.pending = nil
+	}
+	p.closePart()
+	p.closeSegment()
+}
