@@ -38,10 +38,10 @@ type server struct {
 	// that held LL-HLS requests end at once.
 	base       context.Context
 	cancelBase context.CancelFunc
-	ln       net.Listener
-	http     *http.Server
-	debug    *http.Server // pprof, when configured
-	debugLn  net.Listener
+	ln         net.Listener
+	http       *http.Server
+	debug      *http.Server // pprof, when configured
+	debugLn    net.Listener
 }
 
 // newServer binds the sockets. Nothing runs until Serve.
