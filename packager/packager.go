@@ -303,7 +303,10 @@ func (p *publication) add(t *sfu.Track) {
 		r.setInfo("opus", 0, 0, int(max(info.Channels, 2)))
 	}
 	pl := newPipeline(p, r, t, video)
-	unsub, err := t.Subscribe(pl, sfu.WithQueueSize(p.s.cfg.QueueSize))
+	// Without the SFU's keyframe start: that would ask this layer alone for
+	// a keyframe now, off the grid the other layers are cut on. The
+	// depacketizer waits for an IDR itself.
+	unsub, err := t.Subscribe(pl, sfu.WithQueueSize(p.s.cfg.QueueSize), sfu.WithoutKeyframeStart())
 	if err != nil {
 		return // the track closed meanwhile; the router will tell
 	}

@@ -50,6 +50,7 @@ type pipeline struct {
 	segIdx     int64    // index on the boundary grid of the last segment opened
 	msn        uint64   // number of the last segment opened
 	opened     bool     // a segment was opened in this publication
+	startIdx   int64    // grid index where the track began: its first segment starts at the next boundary
 	partStart  int64
 	partDur    int64
 	partKey    bool
@@ -138,8 +139,7 @@ func (p *pipeline) frame(f *depack.Frame) {
 			p.parameterSets(f.SPS, f.PPS)
 		}
 		if p.sps == nil || p.pps == nil {
-			p.waitKey = true
-			p.track.RequestKeyframe()
+			p.waitKey = true // the boundary's keyframe request brings them
 			return
 		}
 	}
@@ -171,9 +171,8 @@ func (p *pipeline) mapClock(f *depack.Frame) bool {
 		off := int64(int32(uint32(f.Timestamp) - sr.RTPTime))
 		wall = p.pub.senderTime(sr).Add(time.Duration(off * int64(time.Second) / p.rate))
 	} else if p.now().Sub(p.started) < p.pub.s.cfg.SenderReportWait {
-		if p.video {
-			p.track.RequestKeyframe() // for when the report has come
-		}
+		// No keyframe request here: the first segment starts at the next
+		// boundary, where every layer is asked for one at the same moment.
 		return false
 	} else {
 		wall = f.Arrival
@@ -181,6 +180,7 @@ func (p *pipeline) mapClock(f *depack.Frame) bool {
 	}
 	p.mapped, p.t0 = true, f.Timestamp
 	p.base = int64(wall.Sub(p.pub.epoch)) * p.rate / int64(time.Second)
+	p.startIdx = p.pub.boundaryIndex(max(p.base, 0), p.rate)
 	return true
 }
 
@@ -244,6 +244,12 @@ func (p *pipeline) openSegment(s *sample) bool {
 	// boundary grid, so that every rendition numbers the same stretch of
 	// time alike; the ones after follow on by one, as playlists require.
 	idx := p.pub.boundaryIndex(s.dts, p.rate)
+	if !p.opened && idx <= p.startIdx {
+		// The first segment starts at a boundary like every other one, not
+		// wherever this track happened to begin: otherwise the variants'
+		// first segments would not line up.
+		return false
+	}
 	msn := p.pub.msnBase + uint64(idx)
 	if p.opened {
 		msn = p.msn + 1

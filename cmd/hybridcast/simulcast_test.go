@@ -21,6 +21,7 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
 )
 
 // simulcastPublisher publishes the three H.264 test layers as one
@@ -42,6 +43,17 @@ func publishSimulcast(ctx context.Context, t *testing.T, url string, order []str
 // addresses keep accepts.
 func publishSimulcastFrom(ctx context.Context, t *testing.T, url string, order []string, keep func(net.IP) bool) *simulcastPublisher {
 	t.Helper()
+	return publishSimulcastOpts(ctx, t, url, order, keep, false)
+}
+
+// publishSimulcastAV publishes the three layers and the Opus test clip.
+func publishSimulcastAV(ctx context.Context, t *testing.T, url string) *simulcastPublisher {
+	t.Helper()
+	return publishSimulcastOpts(ctx, t, url, []string{"f", "h", "q"}, func(ip net.IP) bool { return ip.IsLoopback() }, true)
+}
+
+func publishSimulcastOpts(ctx context.Context, t *testing.T, url string, order []string, keep func(net.IP) bool, withAudio bool) *simulcastPublisher {
+	t.Helper()
 	files := map[string]string{"f": "layer-f.h264", "h": "layer-h.h264", "q": "layer-q.h264"}
 	clips := map[string]*client.Clip{}
 	for _, rid := range order {
@@ -53,6 +65,15 @@ func publishSimulcastFrom(ctx context.Context, t *testing.T, url string, order [
 		RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codec, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
 		t.Fatal(err)
+	}
+	var audioClip *client.Clip
+	if withAudio {
+		audioClip = loadClip(t, "audio.ogg")
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111},
+			webrtc.RTPCodecTypeAudio); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil { // includes the simulcast header extensions
@@ -78,6 +99,16 @@ func publishSimulcastFrom(ctx context.Context, t *testing.T, url string, order [
 				t.Fatal(err)
 			}
 		} else if err := sender.AddEncoding(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var audio *webrtc.TrackLocalStaticSample
+	if withAudio {
+		if audio, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2},
+			"audio", "sim"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err = pc.AddTrack(audio); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -124,6 +155,21 @@ func publishSimulcastFrom(ctx context.Context, t *testing.T, url string, order [
 						tracks[rid].keyframeWanted.Store(true)
 					}
 				}
+			}
+		})
+	}
+	if audio != nil {
+		p.wg.Go(func() { // Opus at its own pace, 20 ms a packet
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-p.stop:
+					return
+				case <-tick.C:
+				}
+				f := audioClip.Frames[i%len(audioClip.Frames)]
+				_ = audio.WriteSample(media.Sample{Data: f.Data, Duration: time.Duration(f.Duration) * time.Second / 48000})
 			}
 		})
 	}
