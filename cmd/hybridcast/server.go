@@ -177,6 +177,7 @@ func (s *server) banner(w io.Writer) {
 		fmt.Fprintf(w, "                 (random token made for this run; set --publish-token to choose one)\n")
 	}
 	fmt.Fprintf(w, "  watch (WHEP)   %s/whep/demo\n", base)
+	fmt.Fprintf(w, "  watch (LL-HLS) %s/hls/demo/index.m3u8\n", base)
 	fmt.Fprintf(w, "  try it:        go run ./examples/publisher -url %s/whip/demo -token %s\n", base, s.cfg.PublishToken)
 	fmt.Fprintf(w, "                 go run ./examples/viewer -url %s/whep/demo\n", base)
 }
