@@ -220,15 +220,19 @@ func (s *Stream) rendition(t *sfu.Track) *Rendition {
 // one boundary grid, one pipeline per packaged track.
 type publication struct {
 	s       *Stream
-	epoch   time.Time
-	msnBase uint64 // number of the segment at grid index 0
-	segTick time.Duration
+	epoch    time.Time
+	gridBase uint64 // the grid index of the epoch, counted from the Unix epoch
+	contBase uint64 // the stream's next segment number, when it had segments before
+	segTick  time.Duration
 
 	mu      sync.Mutex
 	offset  time.Duration // our clock minus the publisher's NTP clock, from its first report
 	haveOff bool
 	pipes   map[*sfu.Track]*pipe
 	closed  bool
+	// firstIdx is the grid index of the publication's first segment, set
+	// by the first rendition that opens one; -1 before.
+	firstIdx int64
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -245,18 +249,43 @@ func (s *Stream) newPublication() *publication {
 	// The grid starts at the last boundary before now, counted from the
 	// Unix epoch; segment numbers follow it and so only ever grow.
 	epoch := now.Truncate(d)
-	base := uint64(epoch.UnixNano() / int64(d))
+	var cont uint64
 	s.mu.Lock()
 	for _, r := range s.renditions {
-		if n := r.next(); n > base {
-			base = n
-		}
+		cont = max(cont, r.next())
 	}
 	s.mu.Unlock()
-	p := &publication{s: s, epoch: epoch, msnBase: base, segTick: d, pipes: map[*sfu.Track]*pipe{}, stop: make(chan struct{})}
+	p := &publication{s: s, epoch: epoch, gridBase: uint64(epoch.UnixNano() / int64(d)), contBase: cont, segTick: d,
+		pipes: map[*sfu.Track]*pipe{}, stop: make(chan struct{}), firstIdx: -1}
 	p.wg.Go(p.requestKeyframes)
-	s.log.Info("packaging publication", "first_msn", base)
 	return p
+}
+
+// firstMSN numbers a rendition's first segment of the publication, which
+// starts at grid index idx. The publication's first segment (whichever
+// rendition opens it) takes the stream's next number, so a restarted
+// publisher continues the window, or, on a new stream, its index on the
+// grid counted from the Unix epoch, so numbers keep growing across server
+// restarts. ok is false for a segment before the publication's first one:
+// that rendition starts at the next boundary instead.
+func (p *publication) firstMSN(idx int64) (msn uint64, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.firstIdx < 0 {
+		p.firstIdx = idx
+		first := p.gridBase + uint64(idx)
+		if p.contBase > 0 {
+			first = p.contBase
+		}
+		p.s.log.Info("packaging publication", "first_msn", first)
+	}
+	if idx < p.firstIdx {
+		return 0, false
+	}
+	if p.contBase > 0 {
+		return p.contBase + uint64(idx-p.firstIdx), true
+	}
+	return p.gridBase + uint64(idx), true
 }
 
 // ended reports whether the publication's tracks are gone from tracks.

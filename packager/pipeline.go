@@ -241,8 +241,9 @@ func (p *pipeline) openSegment(s *sample) bool {
 		return false
 	}
 	// The first segment of a publication is numbered by its place on the
-	// boundary grid, so that every rendition numbers the same stretch of
-	// time alike; the ones after follow on by one, as playlists require.
+	// boundary grid (publication.firstMSN), so that every rendition numbers
+	// the same stretch of time alike; the ones after follow on by one, as
+	// playlists require.
 	idx := p.pub.boundaryIndex(s.dts, p.rate)
 	if !p.opened && idx <= p.startIdx {
 		// The first segment starts at a boundary like every other one, not
@@ -250,8 +251,13 @@ func (p *pipeline) openSegment(s *sample) bool {
 		// first segments would not line up.
 		return false
 	}
-	msn := p.pub.msnBase + uint64(idx)
-	if p.opened {
+	var msn uint64
+	if !p.opened {
+		var ok bool
+		if msn, ok = p.pub.firstMSN(idx); !ok {
+			return false
+		}
+	} else {
 		msn = p.msn + 1
 		if idx != p.segIdx+1 {
 			p.log.Warn("segment boundary missed: no keyframe in time; this rendition's segment numbers no longer match the others' until the next publication",

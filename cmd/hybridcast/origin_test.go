@@ -173,3 +173,63 @@ func TestHLSOrigin(t *testing.T) {
 		t.Errorf("gzipped playlist does not decode to a playlist: %.40q", b)
 	}
 }
+
+// TestHLSPublisherRestart stops the publisher and starts a new one on the
+// same stream: while nobody publishes the playlists are 404; then the
+// window goes on with higher segment numbers after an EXT-X-DISCONTINUITY
+// and a new init segment.
+func TestHLSPublisherRestart(t *testing.T) {
+	srv := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	url := srv.URL() + "/whip/r"
+	base := srv.URL() + "/hls/r/"
+	p1 := publishSimulcast(ctx, t, url, []string{"f", "h", "q"})
+	waitVariants(t, base+"index.m3u8", 3)
+	before := string(body(t, get(t, base+"video-q/index.m3u8")))
+	p1.close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res := get(t, base+"video-q/index.m3u8")
+		if res.StatusCode == 404 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("playlist still %d after the publisher left", res.StatusCode)
+		}
+		time.Sleep(100 * time.Millisecond) // polling: the stream has no event for HTTP clients
+	}
+	if res := get(t, base+"index.m3u8"); res.StatusCode != 404 {
+		t.Errorf("multivariant playlist of a stream that is not live: %d, want 404", res.StatusCode)
+	}
+
+	publishSimulcast(ctx, t, url, []string{"f", "h", "q"})
+	waitVariants(t, base+"index.m3u8", 3)
+	deadline = time.Now().Add(15 * time.Second)
+	var after string
+	for time.Now().Before(deadline) {
+		after = string(body(t, get(t, base+"video-q/index.m3u8")))
+		if strings.Count(after, "#EXTINF") > strings.Count(before, "#EXTINF")+1 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(after, "#EXT-X-DISCONTINUITY\n") {
+		t.Fatalf("no discontinuity after the restart:\n%s", after)
+	}
+	maps := initRE.FindAllStringSubmatch(after, -1)
+	if len(maps) < 2 || maps[0][1] == maps[len(maps)-1][1] {
+		t.Errorf("want a new init segment after the restart, got maps %v", maps)
+	}
+	firstBefore := regexp.MustCompile(`#EXT-X-MEDIA-SEQUENCE:(\d+)`).FindStringSubmatch(before)[1]
+	firstAfter := regexp.MustCompile(`#EXT-X-MEDIA-SEQUENCE:(\d+)`).FindStringSubmatch(after)[1]
+	if firstAfter != firstBefore {
+		t.Errorf("the window restarted (%s → %s) instead of going on across the discontinuity", firstBefore, firstAfter)
+	}
+	// Every segment listed is served, before and after the discontinuity.
+	for _, m := range regexp.MustCompile(`(?m)^(\d+)\.m4s$`).FindAllStringSubmatch(after, -1) {
+		if res := get(t, base+"video-q/"+m[1]+".m4s"); res.StatusCode != 200 {
+			t.Errorf("segment %s listed but %d", m[1], res.StatusCode)
+		}
+	}
+}
