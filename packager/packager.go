@@ -219,7 +219,7 @@ func (s *Stream) rendition(t *sfu.Track) *Rendition {
 // publication is one publisher's run on the stream: one timeline (epoch),
 // one boundary grid, one pipeline per packaged track.
 type publication struct {
-	s       *Stream
+	s        *Stream
 	epoch    time.Time
 	gridBase uint64 // the grid index of the epoch, counted from the Unix epoch
 	contBase uint64 // the stream's next segment number, when it had segments before
