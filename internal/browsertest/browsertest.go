@@ -27,6 +27,23 @@
 //	})
 //	firstFrame, ok := st.Timings.FirstFrame()
 //	err = viewer.Stop(ctx) // DELETE the WHEP resource
+//
+// PlayHLS and PlayDASH open a tab that plays a live stream with hls.js or
+// dash.js (see player.go and player.html). The helper's server serves the
+// players from the npm install in the repository's web directory (package
+// web); the media server is another origin and must send
+// Access-Control-Allow-Origin. A test that plays for a minute and measures
+// the latency:
+//
+//	b := browsertest.New(t, browsertest.WithPlayers())
+//	p, err := b.PlayHLS(ctx, mediaURL+"/master.m3u8")
+//	_, err = p.WaitFor(ctx, func(s browsertest.PlayerStats) bool { return s.CurrentTime > 1 })
+//	samples, err := p.Sample(ctx, 500*time.Millisecond, time.Minute)
+//	median := browsertest.Median(browsertest.Latencies(samples))
+//
+// The players must not reach the internet: dash.js's default UTC time source
+// is replaced by the helper's server (see PlayDASH). A stream from a test
+// must point only at loopback addresses.
 package browsertest
 
 import (
@@ -34,15 +51,19 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/hybridcast/hybridcast/web"
 )
 
 // DefaultExecPath is the path of the Chromium of the Debian package
@@ -59,12 +80,21 @@ const closeTimeout = 10 * time.Second
 //go:embed page.html
 var pageHTML []byte
 
+//go:embed player.html
+var playerHTML []byte
+
 // Browser is a headless Chromium that runs for the length of one test.
 type Browser struct {
 	t       testing.TB
 	ctx     context.Context //nolint:containedctx // chromedp ties the browser process to this context for its whole life
+	baseURL string          // the helper's server
 	pageURL string          // the URL of the embedded page
 	pages   atomic.Int64    // counts the pages, to name them in logs
+
+	webDir     string                       // where the players are installed; "" finds it
+	assetsOnce sync.Once                    // loads the players on first use
+	assetsErr  error                        // the error of that load
+	assets     *atomic.Pointer[web.Handler] // nil until loaded; read by the server
 }
 
 // Option changes how New starts the browser.
@@ -74,6 +104,8 @@ type config struct {
 	execPath   string
 	fakeDevice string
 	flags      []chromedp.ExecAllocatorOption
+	webDir     string
+	players    bool
 }
 
 // WithExecPath makes New start the browser at path instead of
@@ -97,12 +129,38 @@ func WithFlag(name string, value any) Option {
 	return func(c *config) { c.flags = append(c.flags, chromedp.Flag(name, value)) }
 }
 
+// WithWebDir makes the players come from the npm install in dir instead of
+// the web directory of the repository (web.FindDir).
+func WithWebDir(dir string) Option {
+	return func(c *config) { c.webDir = dir }
+}
+
+// WithPlayers makes New load hls.js and dash.js before it starts the
+// browser, so that a test that needs them skips (or fails in CI) before it
+// starts anything else. Without it, the first PlayHLS or PlayDASH loads them.
+func WithPlayers() Option {
+	return func(c *config) { c.players = true }
+}
+
+// SkipOrFail ends the test t because something that it needs is missing:
+// it skips on a developer's machine, and fails when the environment
+// variable CI is true, because CI must install everything (scripts/test
+// does). msg should name the missing thing and how to install it.
+func SkipOrFail(t testing.TB, msg string) {
+	t.Helper()
+	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+		t.Fatal(msg + "; CI must install it")
+	}
+	t.Skip(msg)
+}
+
 // New starts a headless Chromium for the test t, and stops it when the test
 // ends.
 //
 // When the browser is missing, New skips the test, except when the
 // environment variable CI is true: then New fails the test, because CI must
-// install Chromium (apt-get install chromium).
+// install Chromium (apt-get install chromium). The same holds for the
+// players with WithPlayers.
 func New(t testing.TB, opts ...Option) *Browser {
 	t.Helper()
 	cfg := config{execPath: DefaultExecPath}
@@ -110,14 +168,14 @@ func New(t testing.TB, opts ...Option) *Browser {
 		o(&cfg)
 	}
 	if _, err := os.Stat(cfg.execPath); err != nil {
-		msg := fmt.Sprintf("browsertest: Chromium not found at %s (%v); install it with apt-get install chromium", cfg.execPath, err)
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			t.Fatal(msg + "; CI must install it")
-		}
-		t.Skip(msg)
+		SkipOrFail(t, fmt.Sprintf("browsertest: Chromium not found at %s (%v); install it with apt-get install chromium", cfg.execPath, err))
+	}
+	b := &Browser{t: t, webDir: cfg.webDir, assets: &atomic.Pointer[web.Handler]{}}
+	if cfg.players {
+		b.requirePlayers()
 	}
 
-	srv := httptest.NewServer(pageHandler())
+	srv := httptest.NewServer(pageHandler(b.assets))
 	t.Cleanup(srv.Close) // runs after the browser stopped: cleanups run last first
 
 	fakeDevice := any(true)
@@ -184,18 +242,71 @@ func New(t testing.TB, opts ...Option) *Browser {
 		<-start
 		t.Fatalf("browsertest: %s did not start within %v", cfg.execPath, launchTimeout)
 	}
-	return &Browser{t: t, ctx: bctx, pageURL: srv.URL + "/page.html"}
+	b.ctx, b.baseURL, b.pageURL = bctx, srv.URL, srv.URL+"/page.html"
+	return b
 }
 
-// pageHandler serves the embedded page at /page.html.
-func pageHandler() http.Handler {
+// pageHandler serves the embedded pages at /page.html and /player.html, the
+// players under /assets/ once loaded, and the time of day at /time for
+// dash.js (see player.html).
+func pageHandler(assets *atomic.Pointer[web.Handler]) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /page.html", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	page := func(body []byte) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			_, _ = w.Write(body)
+		}
+	}
+	mux.HandleFunc("GET /page.html", page(pageHTML))
+	mux.HandleFunc("GET /player.html", page(playerHTML))
+	mux.Handle("GET /assets/", http.StripPrefix("/assets", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := assets.Load()
+		if h == nil {
+			http.Error(w, "browsertest: the players are not loaded", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})))
+	mux.HandleFunc("GET /time", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
 		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write(pageHTML)
+		_, _ = io.WriteString(w, time.Now().UTC().Format(xsDateTime))
 	})
 	return mux
+}
+
+// xsDateTime is the format of urn:mpeg:dash:utc:http-xsdate:2014, with
+// milliseconds.
+const xsDateTime = "2006-01-02T15:04:05.000Z"
+
+// requirePlayers loads hls.js and dash.js once. When they are not
+// installed, it skips the test, or fails it in CI. It must run on the
+// test's goroutine.
+func (b *Browser) requirePlayers() {
+	b.t.Helper()
+	b.assetsOnce.Do(func() {
+		dir := b.webDir
+		if dir == "" {
+			var err error
+			if dir, err = web.FindDir(); err != nil {
+				b.assetsErr = err
+				return
+			}
+		}
+		h, err := web.Assets(dir)
+		if err != nil {
+			b.assetsErr = err
+			return
+		}
+		b.assets.Store(h)
+	})
+	switch {
+	case errors.Is(b.assetsErr, web.ErrNotInstalled):
+		SkipOrFail(b.t, "browsertest: "+b.assetsErr.Error())
+	case b.assetsErr != nil:
+		b.t.Fatalf("browsertest: %v", b.assetsErr)
+	}
 }
 
 // PageURL returns the URL of the embedded page. Its origin is the origin of
@@ -208,7 +319,13 @@ func (b *Browser) PageURL() string {
 // ends, or earlier with Page.Close. ctx bounds the opening only.
 func (b *Browser) NewPage(ctx context.Context) (*Page, error) {
 	b.t.Helper()
-	p := &Page{t: b.t, name: fmt.Sprintf("page %d", b.pages.Add(1))}
+	return b.openTab(ctx, "page", b.pageURL)
+}
+
+// openTab opens a new tab on url; kind names the tab in logs.
+func (b *Browser) openTab(ctx context.Context, kind, url string) (*Page, error) {
+	b.t.Helper()
+	p := &Page{t: b.t, name: fmt.Sprintf("%s %d", kind, b.pages.Add(1))}
 	tctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithListener(p.onEvent))
 	p.ctx, p.cancel = tctx, cancel
 	b.t.Cleanup(p.Close)
@@ -216,7 +333,7 @@ func (b *Browser) NewPage(ctx context.Context) (*Page, error) {
 	// As with the browser, the first Run binds the tab to its context, so
 	// ctx cannot be given to it; close the tab instead when ctx ends.
 	done := make(chan error, 1)
-	go func() { done <- chromedp.Do(tctx, chromedp.Navigate(b.pageURL)) }()
+	go func() { done <- chromedp.Do(tctx, chromedp.Navigate(url)) }()
 	var err error
 	select {
 	case err = <-done:
@@ -227,7 +344,7 @@ func (b *Browser) NewPage(ctx context.Context) (*Page, error) {
 	}
 	if err != nil {
 		p.Close()
-		return nil, fmt.Errorf("browsertest: opening %s: %w", b.pageURL, err)
+		return nil, fmt.Errorf("browsertest: opening %s: %w", url, err)
 	}
 	return p, nil
 }
