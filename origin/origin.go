@@ -296,12 +296,20 @@ func (o *Origin) mediaFile(w http.ResponseWriter, r *http.Request, s *packager.S
 			fail(w, http.StatusNotFound, "no such segment or part: outside the window")
 			return
 		}
-		if v, err = o.wait(r.Context(), rend, s, func(v *packager.View) bool { return have(v) || !v.Live }); err != nil {
+		// A hinted part may never come: the segment can end before it (the
+		// next frame was a keyframe on a boundary). "If the hinted resource
+		// ... is not available, the server SHOULD respond with 404"; stop
+		// waiting as soon as that is certain.
+		gone := func(v *packager.View) bool {
+			seg, ok := v.Segment(msn)
+			return !v.Live || ok && seg.Complete && part >= len(seg.Parts)
+		}
+		if v, err = o.wait(r.Context(), rend, s, func(v *packager.View) bool { return have(v) || gone(v) }); err != nil {
 			o.waitFailed(w, err)
 			return
 		}
 		if !have(v) {
-			fail(w, http.StatusNotFound, "the publisher stopped before this part was written")
+			fail(w, http.StatusNotFound, "this part was not written: its segment ended first, or the publisher stopped")
 			return
 		}
 	}

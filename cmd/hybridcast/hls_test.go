@@ -34,7 +34,7 @@ func needTool(t *testing.T, name string) string {
 	return p
 }
 
-func httpGet(t *testing.T, url string) (int, http.Header, []byte) {
+func httpGet(t testing.TB, url string) (int, http.Header, []byte) {
 	t.Helper()
 	res, err := http.Get(url)
 	if err != nil {
@@ -49,7 +49,7 @@ func httpGet(t *testing.T, url string) (int, http.Header, []byte) {
 }
 
 // waitVariants polls the multivariant playlist until it lists n variants.
-func waitVariants(t *testing.T, url string, n int) string {
+func waitVariants(t testing.TB, url string, n int) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	var last string

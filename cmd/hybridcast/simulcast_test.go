@@ -34,25 +34,25 @@ type simulcastPublisher struct {
 	loc  string
 }
 
-func publishSimulcast(ctx context.Context, t *testing.T, url string, order []string) *simulcastPublisher {
+func publishSimulcast(ctx context.Context, t testing.TB, url string, order []string) *simulcastPublisher {
 	t.Helper()
 	return publishSimulcastFrom(ctx, t, url, order, func(ip net.IP) bool { return ip.IsLoopback() })
 }
 
 // publishSimulcastFrom is publishSimulcast with ICE restricted to the
 // addresses keep accepts.
-func publishSimulcastFrom(ctx context.Context, t *testing.T, url string, order []string, keep func(net.IP) bool) *simulcastPublisher {
+func publishSimulcastFrom(ctx context.Context, t testing.TB, url string, order []string, keep func(net.IP) bool) *simulcastPublisher {
 	t.Helper()
 	return publishSimulcastOpts(ctx, t, url, order, keep, false)
 }
 
 // publishSimulcastAV publishes the three layers and the Opus test clip.
-func publishSimulcastAV(ctx context.Context, t *testing.T, url string) *simulcastPublisher {
+func publishSimulcastAV(ctx context.Context, t testing.TB, url string) *simulcastPublisher {
 	t.Helper()
 	return publishSimulcastOpts(ctx, t, url, []string{"f", "h", "q"}, func(ip net.IP) bool { return ip.IsLoopback() }, true)
 }
 
-func publishSimulcastOpts(ctx context.Context, t *testing.T, url string, order []string, keep func(net.IP) bool, withAudio bool) *simulcastPublisher {
+func publishSimulcastOpts(ctx context.Context, t testing.TB, url string, order []string, keep func(net.IP) bool, withAudio bool) *simulcastPublisher {
 	t.Helper()
 	files := map[string]string{"f": "layer-f.h264", "h": "layer-h.h264", "q": "layer-q.h264"}
 	clips := map[string]*client.Clip{}

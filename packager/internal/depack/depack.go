@@ -54,10 +54,12 @@ const MaxFrameSize = 8 << 20
 
 // Reorder puts packets back in sequence order within a window. A gap that
 // is still open when Window packets have arrived behind it, or MaxDelay
-// after the packet before it, counts as lost.
+// after the first packet held behind it, counts as lost. MaxDelay must
+// cover a retransmission: the ingest asks for lost packets (NACK) every
+// 100 ms or so.
 type Reorder struct {
-	Window   int           // default 64 packets
-	MaxDelay time.Duration // default 50 ms
+	Window   int           // default 512 packets
+	MaxDelay time.Duration // default 200 ms
 
 	next    uint64 // sequence number expected next
 	started bool
@@ -70,10 +72,10 @@ type Reorder struct {
 // payload of a held packet is copied, so the caller may reuse p.Payload.
 func (r *Reorder) Push(p Packet, emit func(p Packet, lost bool)) {
 	if r.Window <= 0 {
-		r.Window = 64
+		r.Window = 512
 	}
 	if r.MaxDelay <= 0 {
-		r.MaxDelay = 50 * time.Millisecond
+		r.MaxDelay = 200 * time.Millisecond
 	}
 	switch {
 	case !r.started:

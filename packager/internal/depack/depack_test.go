@@ -121,7 +121,7 @@ func TestH264LossDropsUntilKeyframe(t *testing.T) {
 }
 
 func TestReorder(t *testing.T) {
-	var r Reorder
+	r := Reorder{MaxDelay: 50 * time.Millisecond}
 	var out []uint64
 	var losses []uint64
 	emit := func(p Packet, lost bool) {

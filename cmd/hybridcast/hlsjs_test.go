@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hybridcast/hybridcast/internal/browsertest"
+)
+
+// TestHLSJSPlaysLadder plays the simulcast ladder with hls.js in
+// low-latency mode in headless Chromium: time advances, frames decode,
+// audio decodes, no fatal error; then it is told to play another variant
+// (hls.currentLevel) and does, with playback going on.
+func TestHLSJSPlaysLadder(t *testing.T) {
+	srv := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	b := browsertest.New(t, browsertest.WithPlayers())
+	publishSimulcastAV(ctx, t, srv.URL()+"/whip/js")
+	waitVariants(t, srv.URL()+"/hls/js/index.m3u8", 3)
+
+	p, err := b.PlayHLS(ctx, srv.URL()+"/hls/js/index.m3u8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.WaitFor(ctx, func(s browsertest.PlayerStats) bool {
+		return s.CurrentTime > 2 && s.TotalVideoFrames > 30 && s.AudioDecodedBytes > 0 || len(s.FatalErrors()) > 0
+	})
+	if err != nil || len(st.FatalErrors()) > 0 {
+		t.Fatalf("hls.js did not play: %v; stats %+v", err, st)
+	}
+	lat, _ := st.Latency()
+	t.Logf("playing: time %.2f s, %d frames, %dx%d, latency %v, stalls %d", st.CurrentTime, st.TotalVideoFrames, st.VideoWidth, st.VideoHeight, lat, st.Stalls)
+
+	levels, err := p.Levels(ctx)
+	if err != nil || len(levels) != 3 {
+		t.Fatalf("hls.js levels %+v, %v; want 3", levels, err)
+	}
+	// Play the lowest variant, then the highest, each by hand.
+	for _, want := range []int{0, len(levels) - 1} {
+		lowest := slices.IndexFunc(levels, func(l browsertest.Level) bool { return l.Height == 180 })
+		highest := slices.IndexFunc(levels, func(l browsertest.Level) bool { return l.Height == 720 })
+		idx := lowest
+		if want != 0 {
+			idx = highest
+		}
+		before := st
+		if err := p.SetLevel(ctx, idx); err != nil {
+			t.Fatal(err)
+		}
+		st, err = p.WaitFor(ctx, func(s browsertest.PlayerStats) bool {
+			return s.Level == idx && s.VideoHeight == levels[idx].Height && s.CurrentTime > before.CurrentTime+1 || len(s.FatalErrors()) > 0
+		})
+		if err != nil || len(st.FatalErrors()) > 0 {
+			t.Fatalf("switch to level %d (%dp): %v; stats %+v", idx, levels[idx].Height, err, st)
+		}
+		t.Logf("switched to %dp: time %.2f s, stalls %d (%v)", levels[idx].Height, st.CurrentTime, st.Stalls, st.StallTime())
+	}
+	if st.Stalls > 0 {
+		t.Errorf("hls.js stalled %d times (%v) across the switches; errors %+v", st.Stalls, st.StallTime(), st.Errors)
+	}
+}
+
+var (
+	hlsjsDuration = flag.Duration("hlsjs.duration", 60*time.Second, "how long BenchmarkHLSJSLatency plays")
+	hlsjsCatchUp  = flag.Float64("hlsjs.catchup", 0, "hls.js maxLiveSyncPlaybackRate for BenchmarkHLSJSLatency (0: hls.js's default)")
+)
+
+// BenchmarkHLSJSLatency plays the ladder with hls.js (lowLatencyMode, the
+// server's defaults) for -hlsjs.duration and reports the latency against
+// PROGRAM-DATE-TIME (Date.now() - hls.playingDate) every 500 ms, and the
+// stalls. It runs once whatever b.N is:
+//
+//	go test -run '^$' -bench HLSJSLatency -benchtime 1x ./cmd/hybridcast/
+func BenchmarkHLSJSLatency(b *testing.B) {
+	srv := startServer(b)
+	ctx, cancel := context.WithTimeout(context.Background(), *hlsjsDuration+2*time.Minute)
+	defer cancel()
+	br := browsertest.New(b, browsertest.WithPlayers())
+	publishSimulcastAV(ctx, b, srv.URL()+"/whip/lat")
+	waitVariants(b, srv.URL()+"/hls/lat/index.m3u8", 3)
+	for b.Loop() {
+		var opts []browsertest.PlayerOption
+		if *hlsjsCatchUp > 0 {
+			opts = append(opts, browsertest.WithPlayerConfig(map[string]any{"maxLiveSyncPlaybackRate": *hlsjsCatchUp}))
+		}
+		p, err := br.PlayHLS(ctx, srv.URL()+"/hls/lat/index.m3u8", opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.WaitFor(ctx, func(s browsertest.PlayerStats) bool { return s.CurrentTime > 1 }); err != nil {
+			b.Fatal(err)
+		}
+		samples, err := p.Sample(ctx, 500*time.Millisecond, *hlsjsDuration)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if testing.Verbose() {
+			for _, s := range samples {
+				l, _ := s.Latency()
+				edge, target := -1.0, -1.0
+				if s.EdgeLatencyMs != nil {
+					edge = *s.EdgeLatencyMs
+				}
+				if s.TargetLatencyMs != nil {
+					target = *s.TargetLatencyMs
+				}
+				b.Logf("t=%.2f buf=%.2f rate=%.2f latency=%v edge=%.0fms target=%.0fms level=%d stalls=%d stalled=%v errors=%d",
+					s.CurrentTime, s.BufferEnd, s.PlaybackRate, l, edge, target, s.Level, s.Stalls, s.Stalled, s.ErrorCount)
+			}
+			b.Logf("errors: %+v", samples[len(samples)-1].Errors)
+		}
+		lat := browsertest.Latencies(samples)
+		slices.Sort(lat)
+		last := samples[len(samples)-1]
+		first := samples[0]
+		played := last.CurrentTime - first.CurrentTime
+		b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "median-latency-ms")
+		b.ReportMetric(float64(lat[len(lat)*9/10].Milliseconds()), "p90-latency-ms")
+		b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-latency-ms")
+		b.ReportMetric(float64(last.Stalls-first.Stalls), "stalls")
+		b.ReportMetric(100*(last.StallMs-first.StallMs)/1000/max(played, 1), "stall-%")
+		p.Close()
+	}
+}
