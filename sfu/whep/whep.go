@@ -219,7 +219,7 @@ func (s *session) Stream() string { return s.router.Name() }
 // changes until the session ends: the viewer leaves or fails, the server
 // closes, or no publisher shows up for wait.
 func (s *session) run(stop <-chan struct{}, wait time.Duration) {
-	removeViewer := s.router.AddViewer(s.stats)
+	removeViewer := s.router.AddViewer(s)
 	defer removeViewer()
 
 	// Subscribe once ICE and DTLS are up: packets sent before are lost, and
@@ -346,26 +346,40 @@ func (s *session) choose(tracks []*sfu.Track, kind webrtc.RTPCodecType) *sfu.Tra
 	return s.policy.choose(time.Now(), ranked, cur, estimate)
 }
 
-// stats describes the viewer for the API.
-func (s *session) stats() sfu.ViewerStats {
-	st := sfu.ViewerStats{ID: s.id, Pinned: s.pinned()}
+var _ sfu.Viewer = (*session)(nil)
+
+// Stats describes the viewer for the API.
+func (s *session) Stats() sfu.ViewerStats {
+	c := s.Counters()
+	st := sfu.ViewerStats{
+		ID: s.id, Pinned: s.pinned(), Packets: c.Packets, NACKs: c.NACKs, Retransmitted: c.Retransmitted,
+		KeyframeRequests: c.KeyframeRequests, LayerSwitches: c.LayerSwitches,
+	}
 	for _, dt := range s.tracks {
-		st.Packets += dt.packets.Load()
-		st.NACKs += dt.nacks.Load()
-		st.Retransmitted += dt.resent.Load()
-		st.KeyframeRequests += dt.plis.Load()
 		if dt.kind != webrtc.RTPCodecTypeVideo {
 			continue
 		}
 		st.EstimatedBitrate = dt.estimate()
-		dt.mu.Lock()
-		if dt.src != nil {
-			st.Layer = dt.src.Info().RID
+		if cur, _ := dt.current(); cur != nil {
+			st.Layer = cur.Info().RID
 		}
-		st.LayerSwitches = dt.switches
-		dt.mu.Unlock()
 	}
 	return st
+}
+
+// Counters sums the downtracks' counters: atomic loads only, as
+// sfu.Viewer asks.
+func (s *session) Counters() sfu.ViewerCounters {
+	var c sfu.ViewerCounters
+	for _, dt := range s.tracks {
+		c.Packets += dt.packets.Load()
+		c.Bytes += dt.bytes.Load()
+		c.NACKs += dt.nacks.Load()
+		c.Retransmitted += dt.resent.Load()
+		c.KeyframeRequests += dt.plis.Load()
+		c.LayerSwitches += dt.switches.Load()
+	}
+	return c
 }
 
 // videoMid returns the mid of the video section ("" without video).
