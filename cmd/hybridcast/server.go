@@ -58,7 +58,11 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	}
 	ice := cfg.iceServers()
 	s.whip = ingest.New(ingest.Config{Registry: s.registry, Engine: s.engine, Token: cfg.PublishToken, ICEServers: ice, Logger: log})
-	s.whep = whep.New(whep.Config{Registry: s.registry, Engine: s.engine, ICEServers: ice, PublisherWait: cfg.ViewerPublisherWait, Logger: log})
+	s.whep = whep.New(whep.Config{
+		Registry: s.registry, Engine: s.engine, ICEServers: ice, PublisherWait: cfg.ViewerPublisherWait,
+		MaxViewers: cfg.MaxWebRTCViewers, ServerLimit: whep.NewLimit(cfg.MaxWebRTCViewersTotal), Alternates: fallbackLinks,
+		Logger: log,
+	})
 
 	mux := http.NewServeMux()
 	mux.Handle("/whip/", s.whip)
@@ -90,6 +94,16 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		s.debug = &http.Server{Handler: dm, ReadHeaderTimeout: 10 * time.Second}
 	}
 	return s, nil
+}
+
+// fallbackLinks are the Link header values of a WHEP 503 at a viewer cap:
+// the stream's LL-HLS playlist and DASH manifest, for the player to fall
+// back to.
+func fallbackLinks(stream string) []string {
+	return []string{
+		"</hls/" + stream + `/index.m3u8>; rel="alternate"; type="application/vnd.apple.mpegurl"`,
+		"</dash/" + stream + `/manifest.mpd>; rel="alternate"; type="application/dash+xml"`,
+	}
 }
 
 func randomToken() string {

@@ -26,7 +26,17 @@ type Config struct {
 	PublisherWait time.Duration
 	// GatherTimeout bounds the wait for our own ICE candidates. Default 5 s.
 	GatherTimeout time.Duration
-	Logger        *slog.Logger
+	// MaxViewers caps the WebRTC viewers of one stream; 0 means no cap.
+	// An offer past the cap is answered 503 with Retry-After and the
+	// Alternates links.
+	MaxViewers int
+	// ServerLimit, if set, caps the viewers of every stream together; it
+	// may be shared with other Handlers. nil means no server-wide cap.
+	ServerLimit *Limit
+	// Alternates, if set, returns the Link header values of a 503 at a
+	// cap: where else the stream can be played (HLS, DASH).
+	Alternates func(stream string) []string
+	Logger     *slog.Logger
 }
 
 // Handler serves the WHEP endpoint under /whep/.
@@ -35,6 +45,7 @@ type Handler struct {
 	log *slog.Logger
 	mux *http.ServeMux
 	*signal.Endpoint
+	slots viewerSlots
 
 	// Forwarding measures each packet sent to a viewer from its arrival at
 	// the track to its hand-off to the viewer's SRTP stream (subscription
@@ -55,7 +66,8 @@ func New(cfg Config) *Handler {
 	if cfg.GatherTimeout <= 0 {
 		cfg.GatherTimeout = 5 * time.Second
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "whep")}
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "whep"),
+		slots: viewerSlots{max: max(cfg.MaxViewers, 0), server: cfg.ServerLimit, byStream: map[string]int{}}}
 	h.Endpoint = signal.NewEndpoint(signal.EndpointConfig{
 		Name:       "whep",
 		Create:     h.play,
@@ -76,7 +88,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 // Sessions returns how many viewers are connected.
 func (h *Handler) Sessions() int { return h.Len() }
 
-func (h *Handler) play(r *http.Request) (string, signal.Resource, string, error) {
+func (h *Handler) play(r *http.Request) (_ string, _ signal.Resource, _ string, err error) {
 	name := r.PathValue("stream")
 	if err := signal.StreamName(name); err != nil {
 		return "", nil, "", err
@@ -85,6 +97,18 @@ func (h *Handler) play(r *http.Request) (string, signal.Resource, string, error)
 	if router == nil {
 		return "", nil, "", signal.Errorf(http.StatusNotFound, "stream %q not found: nobody has published it", name)
 	}
+	// The slot is taken before anything costly (reading the offer, the
+	// PeerConnection), and released on every failure below; a session
+	// releases it when it closes.
+	release, err := h.slots.reserve(name, h.cfg.Alternates)
+	if err != nil {
+		return "", nil, "", err
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	raw, offer, err := signal.ReadOffer(r)
 	if err != nil {
 		return "", nil, "", err
@@ -103,6 +127,7 @@ func (h *Handler) play(r *http.Request) (string, signal.Resource, string, error)
 	if err != nil {
 		return "", nil, "", err
 	}
+	s.release = release
 	return id, s, answer, nil
 }
 
@@ -129,6 +154,7 @@ type session struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+	release   func() // gives back the viewer slot; set before the Endpoint sees the session
 }
 
 func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router, raw string, offer *rtc.Offer, pin string) (*session, string, error) {
@@ -416,6 +442,9 @@ func (s *session) Close() error {
 		close(s.closing)
 		err = s.pc.Close()
 		s.wg.Wait()
+		if s.release != nil {
+			s.release()
+		}
 	})
 	return err
 }
