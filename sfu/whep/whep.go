@@ -403,7 +403,9 @@ func (s *session) Counters() sfu.ViewerCounters {
 		c.NACKs += dt.nacks.Load()
 		c.Retransmitted += dt.resent.Load()
 		c.KeyframeRequests += dt.plis.Load()
-		c.LayerSwitches += dt.switches.Load()
+		if dt.kind == webrtc.RTPCodecTypeVideo { // audio changes source only when the publisher does
+			c.LayerSwitches += dt.switches.Load()
+		}
 	}
 	return c
 }
