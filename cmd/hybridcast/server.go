@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hybridcast/hybridcast/ingest"
+	"github.com/hybridcast/hybridcast/internal/metrics"
 	"github.com/hybridcast/hybridcast/sfu"
 	"github.com/hybridcast/hybridcast/sfu/rtc"
 	"github.com/hybridcast/hybridcast/sfu/whep"
@@ -30,10 +32,14 @@ type server struct {
 	engine   *rtc.Engine
 	whip     *ingest.Handler
 	whep     *whep.Handler
+	metrics  *metrics.Metrics
 	ln       net.Listener
 	http     *http.Server
 	debug    *http.Server // pprof, when configured
 	debugLn  net.Listener
+	// ready is true from the start of Serve until shutdown begins: the
+	// HTTP listener and the media socket are bound (newServer) and served.
+	ready atomic.Bool
 }
 
 // newServer binds the sockets. Nothing runs until Serve.
@@ -64,6 +70,12 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		Logger: log,
 	})
 
+	s.metrics = metrics.New(metrics.Config{
+		Streams: s.registry, Publishers: s.whip, WHEPRejections: s.whep, Logger: log,
+	})
+	// Other parts (the HLS/DASH origin's request metrics, …) add their
+	// collectors here, with s.metrics.Register.
+
 	mux := http.NewServeMux()
 	mux.Handle("/whip/", s.whip)
 	mux.Handle("/whep/", s.whep)
@@ -71,6 +83,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /api/streams", s.apiStreams)
 	mux.HandleFunc("GET /{$}", s.index)
 	s.http = &http.Server{
@@ -125,6 +139,7 @@ func (s *server) URL() string {
 // Serve runs until ctx ends, then shuts down: HTTP stops taking requests,
 // every WebRTC session closes, the sockets are released.
 func (s *server) Serve(ctx context.Context) error {
+	s.ready.Store(true)
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }() // joined below through errc
 	debugDone := make(chan struct{})
@@ -143,6 +158,7 @@ func (s *server) Serve(ctx context.Context) error {
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+		s.ready.Store(false)
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = s.http.Shutdown(shutdownCtx)
 		cancel()
@@ -150,6 +166,7 @@ func (s *server) Serve(ctx context.Context) error {
 			err = serveErr
 		}
 	}
+	s.ready.Store(false)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -189,10 +206,23 @@ func (s *server) apiStreams(w http.ResponseWriter, r *http.Request) {
 	}{s.whep.Forwarding.Summary(), s.engine.SendWait.Summary()}})
 }
 
+// readyz answers 200 while the server takes new sessions, 503 once it is
+// shutting down.
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !s.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "shutting down\n")
+		return
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}
+
 func (s *server) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	var b strings.Builder
-	b.WriteString("hybridcast\n\nPOST /whip/{stream}  publish (WHIP, Bearer token)\nPOST /whep/{stream}  play over WebRTC (WHEP)\nGET  /api/streams    live streams as JSON\nGET  /healthz\n\nstreams:\n")
+	b.WriteString("hybridcast\n\nPOST /whip/{stream}  publish (WHIP, Bearer token)\nPOST /whep/{stream}  play over WebRTC (WHEP)\nGET  /api/streams    live streams as JSON\nGET  /metrics        Prometheus metrics\nGET  /healthz        liveness\nGET  /readyz         readiness\n\nstreams:\n")
 	for _, st := range s.registry.Streams() {
 		state := "offline"
 		if st.Live {

@@ -44,7 +44,7 @@ type downTrack struct {
 	latency *sfu.LatencyHistogram // arrival → handed to SRTP, shared by the handler's viewers
 
 	packets, bytes, nacks, resent, plis, switches atomic.Uint64
-	remb                                atomic.Int64 // the viewer's latest REMB estimate, bit/s
+	remb                                          atomic.Int64 // the viewer's latest REMB estimate, bit/s
 }
 
 var (

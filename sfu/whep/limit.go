@@ -118,12 +118,3 @@ func (h *Handler) Rejections() map[string]uint64 {
 		RejectServerCap: h.slots.rejectedServer.Load(),
 	}
 }
-
-// Viewers returns how many viewer slots the stream holds: sessions being
-// set up or running.
-func (h *Handler) Viewers(stream string) int {
-	h.slots.mu.Lock()
-	defer h.slots.mu.Unlock()
-	return h.slots.byStream[stream]
-}
-
