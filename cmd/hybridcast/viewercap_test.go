@@ -69,6 +69,10 @@ func expectCapped(ctx context.Context, t *testing.T, srv *server, stream, reason
 	if !strings.Contains(he.Body, reason) {
 		t.Errorf("reason %q lacks %q", he.Body, reason)
 	}
+	// A player on another origin must be able to read them.
+	if exp := he.Header.Get("Access-Control-Expose-Headers"); !strings.Contains(exp, "Link") || !strings.Contains(exp, "Retry-After") {
+		t.Errorf("Access-Control-Expose-Headers = %q, want Link and Retry-After", exp)
+	}
 	links := he.Header.Values("Link")
 	for _, want := range []string{
 		`</hls/` + stream + `/index.m3u8>; rel="alternate"; type="application/vnd.apple.mpegurl"`,
