@@ -22,9 +22,50 @@ type Router struct {
 	changed   chan struct{}
 	viewers   map[*viewerEntry]struct{}
 	published time.Time
+	// retired holds the final counters of the tracks of ended
+	// publications and of viewers that left, so that Counters only grows.
+	retired StreamCounters
 }
 
-type viewerEntry struct{ stats func() ViewerStats }
+type viewerEntry struct{ v Viewer }
+
+// Viewer is what a Router knows of one WebRTC viewer.
+type Viewer interface {
+	// Stats describes the viewer for the API. The Router calls it without
+	// its lock.
+	Stats() ViewerStats
+	// Counters returns the viewer's cumulative counters. The Router calls
+	// it under its lock (so that a viewer leaving never makes the stream's
+	// totals shrink): it must only load atomics, never block or call back
+	// into the Router.
+	Counters() ViewerCounters
+}
+
+// ViewerCounters are one viewer's cumulative counters, or their sum over
+// viewers.
+type ViewerCounters struct {
+	// Packets and Bytes (RTP payload) sent to the viewer, not counting
+	// retransmissions.
+	Packets uint64
+	Bytes   uint64
+	// NACKs counts the packets the viewer asked for again (one per
+	// sequence number in its RTCP NACKs); Retransmitted the ones resent.
+	NACKs         uint64
+	Retransmitted uint64
+	// KeyframeRequests counts the viewer's PLIs and FIRs.
+	KeyframeRequests uint64
+	// LayerSwitches counts changes of the simulcast layer forwarded.
+	LayerSwitches uint64
+}
+
+func (c *ViewerCounters) add(o ViewerCounters) {
+	c.Packets += o.Packets
+	c.Bytes += o.Bytes
+	c.NACKs += o.NACKs
+	c.Retransmitted += o.Retransmitted
+	c.KeyframeRequests += o.KeyframeRequests
+	c.LayerSwitches += o.LayerSwitches
+}
 
 // ViewerStats describes one viewer for the API.
 type ViewerStats struct {
@@ -74,16 +115,17 @@ func (r *Router) Live() bool {
 	return r.pub != nil
 }
 
-// AddViewer counts a viewer in; stats describes it for the API (it is
-// called without the Router's lock). The returned function counts it out.
-func (r *Router) AddViewer(stats func() ViewerStats) (remove func()) {
-	e := &viewerEntry{stats: stats}
+// AddViewer counts a viewer in. The returned function counts it out and
+// keeps its counters in the stream's totals.
+func (r *Router) AddViewer(v Viewer) (remove func()) {
+	e := &viewerEntry{v: v}
 	r.mu.Lock()
 	r.viewers[e] = struct{}{}
 	r.mu.Unlock()
 	return sync.OnceFunc(func() {
 		r.mu.Lock()
 		delete(r.viewers, e)
+		r.retired.Viewer.add(v.Counters())
 		r.mu.Unlock()
 	})
 }
@@ -143,6 +185,12 @@ func (p *Publication) Close() {
 	p.closed = true
 	tracks := p.tracks
 	p.tracks = nil
+	for _, t := range tracks {
+		// Packets a read loop forwards between here and the track's Close
+		// are left out of the totals; counting them could make a total
+		// seen by an earlier Counters call shrink.
+		p.r.retired.addTrack(t.Stats())
+	}
 	if p.r.pub == p {
 		p.r.pub = nil
 	}
@@ -199,7 +247,7 @@ func (r *Router) Stats() StreamStats {
 	r.mu.Unlock()
 	s.ViewerList = make([]ViewerStats, 0, len(viewers))
 	for _, v := range viewers {
-		s.ViewerList = append(s.ViewerList, v.stats())
+		s.ViewerList = append(s.ViewerList, v.v.Stats())
 	}
 	slices.SortFunc(s.ViewerList, func(a, b ViewerStats) int { return strings.Compare(a.ID, b.ID) })
 	s.Tracks = make([]TrackEntry, 0, len(tracks))
@@ -212,6 +260,55 @@ func (r *Router) Stats() StreamStats {
 		})
 	}
 	return s
+}
+
+// StreamCounters are a stream's cumulative counters since the server
+// started, for metrics: they include the tracks of past publishers and the
+// viewers that left, and never decrease.
+type StreamCounters struct {
+	Name string
+	// Live says whether the stream has a publisher now; Viewers counts its
+	// WebRTC viewers now.
+	Live    bool
+	Viewers int
+	// PacketsIn and BytesIn (RTP payload) count the media packets received
+	// from publishers, without padding-only probes.
+	PacketsIn uint64
+	BytesIn   uint64
+	// KeyframeRequestsSent counts the keyframe requests (PLIs) sent to
+	// publishers, after throttling.
+	KeyframeRequestsSent uint64
+	// Dropped counts packets not delivered to a subscriber (a WebRTC viewer
+	// or the packager) whose queue was full.
+	Dropped uint64
+	// Viewer sums the WebRTC viewers' counters.
+	Viewer ViewerCounters
+}
+
+func (c *StreamCounters) addTrack(t TrackStats) {
+	c.PacketsIn += t.Packets
+	c.BytesIn += t.Bytes
+	c.KeyframeRequestsSent += t.KeyframeRequests
+	c.Dropped += t.Dropped
+}
+
+// Counters returns the stream's cumulative counters. It reads only
+// atomics, under the Router's lock, so that a total never shrinks when a
+// publisher or a viewer leaves.
+func (r *Router) Counters() StreamCounters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.retired
+	c.Name, c.Live, c.Viewers = r.name, r.pub != nil, len(r.viewers)
+	if r.pub != nil {
+		for _, t := range r.pub.tracks {
+			c.addTrack(t.Stats())
+		}
+	}
+	for v := range r.viewers {
+		c.Viewer.add(v.v.Counters())
+	}
+	return c
 }
 
 // Registry holds the Routers of a server, one per stream name. A Router is
@@ -266,26 +363,35 @@ func (g *Registry) Routers() ([]*Router, <-chan struct{}) {
 	return out, g.added
 }
 
-// Streams returns a snapshot of every known stream, sorted by name.
-func (g *Registry) Streams() []StreamStats {
+// sorted returns every Router, sorted by stream name.
+func (g *Registry) sorted() []*Router {
 	g.mu.Lock()
 	routers := make([]*Router, 0, len(g.routers))
 	for _, r := range g.routers {
 		routers = append(routers, r)
 	}
 	g.mu.Unlock()
+	slices.SortFunc(routers, func(a, b *Router) int { return strings.Compare(a.name, b.name) })
+	return routers
+}
+
+// Streams returns a snapshot of every known stream, sorted by name.
+func (g *Registry) Streams() []StreamStats {
+	routers := g.sorted()
 	out := make([]StreamStats, 0, len(routers))
 	for _, r := range routers {
 		out = append(out, r.Stats())
 	}
-	slices.SortFunc(out, func(a, b StreamStats) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	return out
+}
+
+// Counters returns every known stream's cumulative counters, sorted by
+// name.
+func (g *Registry) Counters() []StreamCounters {
+	routers := g.sorted()
+	out := make([]StreamCounters, 0, len(routers))
+	for _, r := range routers {
+		out = append(out, r.Counters())
+	}
 	return out
 }

@@ -311,3 +311,111 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// countingViewer is a viewer whose counters the test sets.
+type countingViewer struct{ packets atomic.Uint64 }
+
+func (v *countingViewer) Stats() ViewerStats { return ViewerStats{Packets: v.packets.Load()} }
+func (v *countingViewer) Counters() ViewerCounters {
+	return ViewerCounters{Packets: v.packets.Load(), Bytes: 100 * v.packets.Load()}
+}
+
+// TestCountersKeepWhatLeft: a stream's cumulative counters include the
+// tracks of a publication that ended and the viewers that left, so they
+// never decrease; the live gauges do.
+func TestCountersKeepWhatLeft(t *testing.T) {
+	g := NewRegistry(nil)
+	r := g.RouterFor("s")
+	pub, err := r.Publish("p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := pub.AddTrack(TrackConfig{Info: TrackInfo{ID: "video", Kind: KindVideo, MimeType: MimeTypeH264, ClockRate: 90000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := tr.WriteRTP(videoPacket(uint16(i), 0, payloadIDR)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := &countingViewer{}
+	v.packets.Store(7)
+	leave := r.AddViewer(v)
+
+	c := g.Counters()
+	if len(c) != 1 || c[0].Name != "s" || !c[0].Live || c[0].Viewers != 1 || c[0].PacketsIn != 3 ||
+		c[0].BytesIn != uint64(3*len(payloadIDR)) || c[0].Viewer.Packets != 7 || c[0].Viewer.Bytes != 700 {
+		t.Fatalf("live: %+v", c)
+	}
+
+	v.packets.Store(9)
+	leave()
+	leave() // counted once
+	pub.Close()
+	c = g.Counters()
+	if c[0].Live || c[0].Viewers != 0 || c[0].PacketsIn != 3 || c[0].Viewer.Packets != 9 {
+		t.Fatalf("after leaving: %+v", c[0])
+	}
+
+	// The next publisher adds to the totals.
+	pub2, err := r.Publish("p2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub2.Close()
+	tr2, err := pub2.AddTrack(TrackConfig{Info: TrackInfo{ID: "video", Kind: KindVideo, MimeType: MimeTypeH264, ClockRate: 90000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr2.WriteRTP(videoPacket(100, 0, payloadIDR)); err != nil {
+		t.Fatal(err)
+	}
+	if c = g.Counters(); !c[0].Live || c[0].PacketsIn != 4 {
+		t.Fatalf("second publisher: %+v", c[0])
+	}
+}
+
+// TestDropsCounted: a subscriber whose queue is full loses packets, and the
+// track counts them.
+func TestDropsCounted(t *testing.T) {
+	tr := NewTrack(TrackConfig{Info: TrackInfo{ID: "audio", Kind: KindAudio, MimeType: "audio/opus", ClockRate: 48000}, QueueSize: 1})
+	defer tr.Close()
+	block := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	unsub, err := tr.Subscribe(blockingSubscriber{entered: entered, release: block})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	audio := func(seq uint16) *rtp.Packet {
+		return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, SSRC: 2}, Payload: []byte{1}}
+	}
+	if err := tr.WriteRTP(audio(1)); err != nil { // taken by the subscriber, which blocks
+		t.Fatal(err)
+	}
+	<-entered
+	for seq := uint16(2); seq <= 4; seq++ { // one fits the queue, two are dropped
+		if err := tr.WriteRTP(audio(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := tr.Stats(); st.Dropped != 2 {
+		t.Fatalf("dropped = %d, want 2", st.Dropped)
+	}
+	close(block)
+}
+
+type blockingSubscriber struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b blockingSubscriber) WriteRTP(*Packet) error {
+	select {
+	case b.entered <- struct{}{}:
+	default:
+	}
+	<-b.release
+	return nil
+}

@@ -64,6 +64,7 @@ func (s *subscription) enqueue(p *Packet) {
 		}
 		s.mu.Unlock()
 		n := s.dropped.Add(1)
+		s.t.dropped.Add(1)
 		if s.t.info.Kind == KindVideo {
 			s.t.RequestKeyframe()
 		}

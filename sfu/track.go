@@ -85,7 +85,10 @@ type TrackStats struct {
 	Padding          uint64 // padding-only packets dropped
 	Keyframes        uint64
 	KeyframeRequests uint64 // requests sent to the publisher
-	Subscribers      int
+	// Dropped counts packets not delivered to a subscriber whose queue
+	// was full, summed over the track's subscriptions.
+	Dropped     uint64
+	Subscribers int
 }
 
 // Track is one RTP stream of a publisher, fanned out to subscribers.
@@ -123,7 +126,7 @@ type Track struct {
 	sr    atomic.Pointer[SenderReport]
 	meter meter
 
-	packets, bytes, padding, keyframes, kfRequests atomic.Uint64
+	packets, bytes, padding, keyframes, kfRequests, dropped atomic.Uint64
 }
 
 // NewTrack makes a Track. Routers make tracks through Publication.AddTrack;
@@ -188,6 +191,7 @@ func (t *Track) Stats() TrackStats {
 		Padding:          t.padding.Load(),
 		Keyframes:        t.keyframes.Load(),
 		KeyframeRequests: t.kfRequests.Load(),
+		Dropped:          t.dropped.Load(),
 	}
 	if subs := t.subs.Load(); subs != nil {
 		s.Subscribers = len(*subs)

@@ -41,6 +41,13 @@ type Config struct {
 	// ViewerPublisherWait is how long a WebRTC viewer waits for a publisher
 	// that is not (or no longer) live before its session ends.
 	ViewerPublisherWait time.Duration `yaml:"viewer_publisher_wait"`
+	// MaxWebRTCViewers caps the WebRTC viewers of one stream; past it a
+	// WHEP offer gets 503 with Retry-After and Link headers to the stream's
+	// HLS and DASH manifests. 0 means no cap.
+	MaxWebRTCViewers int `yaml:"max_webrtc_viewers"`
+	// MaxWebRTCViewersTotal caps the WebRTC viewers of all streams
+	// together, answered the same way. 0 means no cap.
+	MaxWebRTCViewersTotal int `yaml:"max_webrtc_viewers_total"`
 	// LoopbackOnly restricts WebRTC to loopback addresses (tests, demos on
 	// one machine).
 	LoopbackOnly bool `yaml:"loopback_only"`
@@ -69,6 +76,7 @@ func DefaultConfig() Config {
 		HLSPartDuration:     200 * time.Millisecond,
 		HLSSegmentDuration:  time.Second,
 		HLSWindow:           30 * time.Second,
+		MaxWebRTCViewers:    3000,
 	}
 }
 
@@ -92,6 +100,8 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&fl.PublishToken, "publish-token", "", "Bearer `token` required to publish; default: random, printed at start (env HYBRIDCAST_PUBLISH_TOKEN)")
 	fs.StringVar(&fl.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn, error (env HYBRIDCAST_LOG_LEVEL)")
 	fs.DurationVar(&fl.ViewerPublisherWait, "viewer-publisher-wait", cfg.ViewerPublisherWait, "how long a WebRTC viewer waits for an absent publisher (env HYBRIDCAST_VIEWER_PUBLISHER_WAIT)")
+	fs.IntVar(&fl.MaxWebRTCViewers, "max-webrtc-viewers", cfg.MaxWebRTCViewers, "WebRTC viewers per stream, 0 for no cap; more get 503 with links to HLS/DASH (env HYBRIDCAST_MAX_WEBRTC_VIEWERS)")
+	fs.IntVar(&fl.MaxWebRTCViewersTotal, "max-webrtc-viewers-total", cfg.MaxWebRTCViewersTotal, "WebRTC viewers of all streams together, 0 for no cap (env HYBRIDCAST_MAX_WEBRTC_VIEWERS_TOTAL)")
 	fs.BoolVar(&fl.LoopbackOnly, "loopback-only", false, "use only loopback addresses for WebRTC (env HYBRIDCAST_LOOPBACK_ONLY)")
 	fs.StringVar(&fl.DebugAddr, "debug-addr", "", "serve pprof profiles on this `address`, e.g. 127.0.0.1:6060 (env HYBRIDCAST_DEBUG_ADDR)")
 	fs.DurationVar(&fl.HLSPartDuration, "hls-part-duration", cfg.HLSPartDuration, "LL-HLS part target (env HYBRIDCAST_HLS_PART_DURATION)")
@@ -134,6 +144,12 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if set["viewer-publisher-wait"] {
 		cfg.ViewerPublisherWait = fl.ViewerPublisherWait
+	}
+	if set["max-webrtc-viewers"] {
+		cfg.MaxWebRTCViewers = fl.MaxWebRTCViewers
+	}
+	if set["max-webrtc-viewers-total"] {
+		cfg.MaxWebRTCViewersTotal = fl.MaxWebRTCViewersTotal
 	}
 	if set["loopback-only"] {
 		cfg.LoopbackOnly = fl.LoopbackOnly
@@ -213,6 +229,18 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 	dur("HLS_PART_DURATION", &cfg.HLSPartDuration)
 	dur("HLS_SEGMENT_DURATION", &cfg.HLSSegmentDuration)
 	dur("HLS_WINDOW", &cfg.HLSWindow)
+	integer := func(name string, dst *int) {
+		if v := getenv(envPrefix + name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s%s: %q is not an integer", envPrefix, name, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	integer("MAX_WEBRTC_VIEWERS", &cfg.MaxWebRTCViewers)
+	integer("MAX_WEBRTC_VIEWERS_TOTAL", &cfg.MaxWebRTCViewersTotal)
 	if v := getenv(envPrefix + "LOOPBACK_ONLY"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -269,6 +297,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HLSWindow < 3*c.HLSSegmentDuration {
 		errs = append(errs, fmt.Errorf("hls_window must hold at least 3 segments, got %s", c.HLSWindow))
+	}
+	if c.MaxWebRTCViewers < 0 {
+		errs = append(errs, fmt.Errorf("max_webrtc_viewers must be 0 (no cap) or more, got %d", c.MaxWebRTCViewers))
+	}
+	if c.MaxWebRTCViewersTotal < 0 {
+		errs = append(errs, fmt.Errorf("max_webrtc_viewers_total must be 0 (no cap) or more, got %d", c.MaxWebRTCViewersTotal))
 	}
 	return errors.Join(errs...)
 }

@@ -15,6 +15,28 @@ const testToken = "test-token-123"
 // stops it (waiting for every goroutine) when the test ends.
 func startServer(t testing.TB, mutate ...func(*Config)) *server {
 	t.Helper()
+	srv := newTestServer(t, mutate...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("server stopped with: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("server did not stop within 15 s")
+		}
+	})
+	return srv
+}
+
+// newTestServer binds a server on loopback ports chosen by the kernel,
+// without serving yet.
+func newTestServer(t testing.TB, mutate ...func(*Config)) *server {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.WebRTCUDPAddr = "127.0.0.1:0"
@@ -35,20 +57,6 @@ func startServer(t testing.TB, mutate ...func(*Config)) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server stopped with: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("server did not stop within 15 s")
-		}
-	})
 	return srv
 }
 

@@ -82,4 +82,12 @@ func TestNACKRecoversLoss(t *testing.T) {
 	if float64(st.Late) < 0.5*float64(st.Lost) {
 		t.Fatalf("only %d of %d lost packets were retransmitted", st.Late, st.Lost)
 	}
+	// The same shows in /metrics: NACKed sequence numbers, packets resent.
+	m := scrape(t, srv)
+	nacks := mustSample(t, m, "hybridcast_webrtc_nacks_received_total", "stream", "lossy")
+	resent := mustSample(t, m, "hybridcast_webrtc_retransmitted_packets_total", "stream", "lossy")
+	t.Logf("metrics: %.0f NACKed, %.0f retransmitted", nacks, resent)
+	if nacks == 0 || resent == 0 {
+		t.Fatalf("metrics: %v NACKs, %v retransmitted; the viewer got %d late", nacks, resent, st.Late)
+	}
 }

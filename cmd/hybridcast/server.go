@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hybridcast/hybridcast/ingest"
+	"github.com/hybridcast/hybridcast/internal/metrics"
 	"github.com/hybridcast/hybridcast/origin"
 	"github.com/hybridcast/hybridcast/packager"
 	"github.com/hybridcast/hybridcast/sfu"
@@ -34,6 +36,7 @@ type server struct {
 	whep     *whep.Handler
 	packager *packager.Packager
 	origin   *origin.Origin
+	metrics  *metrics.Metrics
 	// base is every request's parent context; canceled at shutdown so
 	// that held LL-HLS requests end at once.
 	base       context.Context
@@ -42,6 +45,9 @@ type server struct {
 	http       *http.Server
 	debug      *http.Server // pprof, when configured
 	debugLn    net.Listener
+	// ready is true from the start of Serve until shutdown begins: the
+	// HTTP listener and the media socket are bound (newServer) and served.
+	ready atomic.Bool
 }
 
 // newServer binds the sockets. Nothing runs until Serve.
@@ -66,7 +72,17 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	}
 	ice := cfg.iceServers()
 	s.whip = ingest.New(ingest.Config{Registry: s.registry, Engine: s.engine, Token: cfg.PublishToken, ICEServers: ice, Logger: log})
-	s.whep = whep.New(whep.Config{Registry: s.registry, Engine: s.engine, ICEServers: ice, PublisherWait: cfg.ViewerPublisherWait, Logger: log})
+	s.whep = whep.New(whep.Config{
+		Registry: s.registry, Engine: s.engine, ICEServers: ice, PublisherWait: cfg.ViewerPublisherWait,
+		MaxViewers: cfg.MaxWebRTCViewers, ServerLimit: whep.NewLimit(cfg.MaxWebRTCViewersTotal), Alternates: fallbackLinks,
+		Logger: log,
+	})
+
+	s.metrics = metrics.New(metrics.Config{
+		Streams: s.registry, Publishers: s.whip, WHEPRejections: s.whep, Logger: log,
+	})
+	// Other parts (the HLS/DASH origin's request metrics, …) add their
+	// collectors here, with s.metrics.Register.
 
 	s.packager = packager.New(packager.Config{
 		PartDuration: cfg.HLSPartDuration, SegmentDuration: cfg.HLSSegmentDuration, Window: cfg.HLSWindow, Logger: log,
@@ -81,6 +97,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /api/streams", s.apiStreams)
 	mux.HandleFunc("GET /{$}", s.index)
 	s.base, s.cancelBase = context.WithCancel(context.Background())
@@ -112,6 +130,16 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	return s, nil
 }
 
+// fallbackLinks are the Link header values of a WHEP 503 at a viewer cap:
+// the stream's LL-HLS playlist and DASH manifest, for the player to fall
+// back to.
+func fallbackLinks(stream string) []string {
+	return []string{
+		"</hls/" + stream + `/index.m3u8>; rel="alternate"; type="application/vnd.apple.mpegurl"`,
+		"</dash/" + stream + `/manifest.mpd>; rel="alternate"; type="application/dash+xml"`,
+	}
+}
+
 func randomToken() string {
 	var b [18]byte
 	_, _ = rand.Read(b[:])
@@ -131,6 +159,7 @@ func (s *server) URL() string {
 // Serve runs until ctx ends, then shuts down: HTTP stops taking requests,
 // every WebRTC session closes, the sockets are released.
 func (s *server) Serve(ctx context.Context) error {
+	s.ready.Store(true)
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }() // joined below through errc
 	pkgCtx, stopPackager := context.WithCancel(context.Background())
@@ -153,6 +182,7 @@ func (s *server) Serve(ctx context.Context) error {
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+		s.ready.Store(false)
 		s.cancelBase() // held LL-HLS requests answer now
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = s.http.Shutdown(shutdownCtx)
@@ -161,6 +191,7 @@ func (s *server) Serve(ctx context.Context) error {
 			err = serveErr
 		}
 	}
+	s.ready.Store(false)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -201,10 +232,23 @@ func (s *server) apiStreams(w http.ResponseWriter, r *http.Request) {
 	}{s.whep.Forwarding.Summary(), s.engine.SendWait.Summary()}})
 }
 
+// readyz answers 200 while the server takes new sessions, 503 once it is
+// shutting down.
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !s.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "shutting down\n")
+		return
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}
+
 func (s *server) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	var b strings.Builder
-	b.WriteString("hybridcast\n\nPOST /whip/{stream}  publish (WHIP, Bearer token)\nPOST /whep/{stream}  play over WebRTC (WHEP)\nGET  /api/streams    live streams as JSON\nGET  /healthz\n\nstreams:\n")
+	b.WriteString("hybridcast\n\nPOST /whip/{stream}  publish (WHIP, Bearer token)\nPOST /whep/{stream}  play over WebRTC (WHEP)\nGET  /api/streams    live streams as JSON\nGET  /metrics        Prometheus metrics\nGET  /healthz        liveness\nGET  /readyz         readiness\n\nstreams:\n")
 	for _, st := range s.registry.Streams() {
 		state := "offline"
 		if st.Live {

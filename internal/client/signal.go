@@ -50,6 +50,9 @@ type HTTPError struct {
 	Status int
 	// Body is the start of the response body.
 	Body string
+	// Header is the response's header (a 503 at a viewer cap carries
+	// Retry-After and Link headers to other ways to play).
+	Header http.Header
 }
 
 // Error implements error.
@@ -211,7 +214,7 @@ func (s *session) negotiate(ctx context.Context, endpoint string) error {
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusCreated {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		return &HTTPError{Method: http.MethodPost, Status: resp.StatusCode, Body: string(body)}
+		return &HTTPError{Method: http.MethodPost, Status: resp.StatusCode, Body: string(body), Header: resp.Header}
 	}
 	loc := resp.Header.Get("Location")
 	if loc == "" {
@@ -287,7 +290,7 @@ func (s *session) delete(ctx context.Context) error {
 	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	if resp.StatusCode/100 != 2 {
-		return &HTTPError{Method: http.MethodDelete, Status: resp.StatusCode, Body: string(body)}
+		return &HTTPError{Method: http.MethodDelete, Status: resp.StatusCode, Body: string(body), Header: resp.Header}
 	}
 	return nil
 }

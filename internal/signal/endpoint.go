@@ -126,7 +126,7 @@ func (e *Endpoint) post(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		var he *Error
-		if errors.As(err, &he) && he.Status < 500 {
+		if errors.As(err, &he) && (he.Status < 500 || he.Status == http.StatusServiceUnavailable) {
 			e.log.Info("request refused", "stream", r.PathValue("stream"), "status", he.Status, "reason", he.Reason, "remote", r.RemoteAddr)
 		} else {
 			e.log.Error("request failed", "stream", r.PathValue("stream"), "err", err)

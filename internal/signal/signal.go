@@ -25,6 +25,8 @@ type Error struct {
 	Status int
 	Reason string
 	Err    error
+	// Header, if set, is added to the response (Retry-After, Link, …).
+	Header http.Header
 }
 
 func (e *Error) Error() string { return e.Reason }
@@ -43,6 +45,11 @@ func WriteError(w http.ResponseWriter, err error) {
 	var he *Error
 	if errors.As(err, &he) {
 		status, reason = he.Status, he.Reason
+		for k, vs := range he.Header {
+			for _, v := range vs {
+				w.Header().Add(k, v)
+			}
+		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

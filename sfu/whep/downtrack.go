@@ -31,7 +31,6 @@ type downTrack struct {
 	codecs   []webrtc.RTPCodecParameters
 	src      *sfu.Track // forwarded now
 	target   *sfu.Track // to switch to at its next keyframe
-	switches uint64
 	rw       *sfu.Rewriter
 	vp8      sfu.VP8Munger // picture IDs continuous across switches
 	isVP8    bool          // the current source is VP8
@@ -44,8 +43,8 @@ type downTrack struct {
 
 	latency *sfu.LatencyHistogram // arrival → handed to SRTP, shared by the handler's viewers
 
-	packets, bytes, nacks, resent, plis atomic.Uint64
-	remb                                atomic.Int64 // the viewer's latest REMB estimate, bit/s
+	packets, bytes, nacks, resent, plis, switches atomic.Uint64
+	remb                                          atomic.Int64 // the viewer's latest REMB estimate, bit/s
 }
 
 var (
@@ -162,7 +161,7 @@ func (d *downTrack) current() (cur, target *sfu.Track) {
 // switchLocked makes t the forwarded source. d.mu is held.
 func (d *downTrack) switchLocked(t *sfu.Track) {
 	d.src, d.target = t, nil
-	d.switches++
+	d.switches.Add(1)
 	d.rw.SwitchSource()
 	d.vp8.SwitchSource()
 	d.isVP8 = strings.EqualFold(t.Info().MimeType, sfu.MimeTypeVP8)

@@ -26,7 +26,17 @@ type Config struct {
 	PublisherWait time.Duration
 	// GatherTimeout bounds the wait for our own ICE candidates. Default 5 s.
 	GatherTimeout time.Duration
-	Logger        *slog.Logger
+	// MaxViewers caps the WebRTC viewers of one stream; 0 means no cap.
+	// An offer past the cap is answered 503 with Retry-After and the
+	// Alternates links.
+	MaxViewers int
+	// ServerLimit, if set, caps the viewers of every stream together; it
+	// may be shared with other Handlers. nil means no server-wide cap.
+	ServerLimit *Limit
+	// Alternates, if set, returns the Link header values of a 503 at a
+	// cap: where else the stream can be played (HLS, DASH).
+	Alternates func(stream string) []string
+	Logger     *slog.Logger
 }
 
 // Handler serves the WHEP endpoint under /whep/.
@@ -35,6 +45,7 @@ type Handler struct {
 	log *slog.Logger
 	mux *http.ServeMux
 	*signal.Endpoint
+	slots viewerSlots
 
 	// Forwarding measures each packet sent to a viewer from its arrival at
 	// the track to its hand-off to the viewer's SRTP stream (subscription
@@ -55,7 +66,8 @@ func New(cfg Config) *Handler {
 	if cfg.GatherTimeout <= 0 {
 		cfg.GatherTimeout = 5 * time.Second
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "whep")}
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "whep"),
+		slots: viewerSlots{max: max(cfg.MaxViewers, 0), server: cfg.ServerLimit, byStream: map[string]int{}}}
 	h.Endpoint = signal.NewEndpoint(signal.EndpointConfig{
 		Name:       "whep",
 		Create:     h.play,
@@ -76,7 +88,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 // Sessions returns how many viewers are connected.
 func (h *Handler) Sessions() int { return h.Len() }
 
-func (h *Handler) play(r *http.Request) (string, signal.Resource, string, error) {
+func (h *Handler) play(r *http.Request) (_ string, _ signal.Resource, _ string, err error) {
 	name := r.PathValue("stream")
 	if err := signal.StreamName(name); err != nil {
 		return "", nil, "", err
@@ -85,6 +97,18 @@ func (h *Handler) play(r *http.Request) (string, signal.Resource, string, error)
 	if router == nil {
 		return "", nil, "", signal.Errorf(http.StatusNotFound, "stream %q not found: nobody has published it", name)
 	}
+	// The slot is taken before anything costly (reading the offer, the
+	// PeerConnection), and released on every failure below; a session
+	// releases it when it closes.
+	release, err := h.slots.reserve(name, h.cfg.Alternates)
+	if err != nil {
+		return "", nil, "", err
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	raw, offer, err := signal.ReadOffer(r)
 	if err != nil {
 		return "", nil, "", err
@@ -103,6 +127,7 @@ func (h *Handler) play(r *http.Request) (string, signal.Resource, string, error)
 	if err != nil {
 		return "", nil, "", err
 	}
+	s.release = release
 	return id, s, answer, nil
 }
 
@@ -129,6 +154,7 @@ type session struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+	release   func() // gives back the viewer slot; set before the Endpoint sees the session
 }
 
 func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router, raw string, offer *rtc.Offer, pin string) (*session, string, error) {
@@ -219,7 +245,7 @@ func (s *session) Stream() string { return s.router.Name() }
 // changes until the session ends: the viewer leaves or fails, the server
 // closes, or no publisher shows up for wait.
 func (s *session) run(stop <-chan struct{}, wait time.Duration) {
-	removeViewer := s.router.AddViewer(s.stats)
+	removeViewer := s.router.AddViewer(s)
 	defer removeViewer()
 
 	// Subscribe once ICE and DTLS are up: packets sent before are lost, and
@@ -346,26 +372,42 @@ func (s *session) choose(tracks []*sfu.Track, kind webrtc.RTPCodecType) *sfu.Tra
 	return s.policy.choose(time.Now(), ranked, cur, estimate)
 }
 
-// stats describes the viewer for the API.
-func (s *session) stats() sfu.ViewerStats {
-	st := sfu.ViewerStats{ID: s.id, Pinned: s.pinned()}
+var _ sfu.Viewer = (*session)(nil)
+
+// Stats describes the viewer for the API.
+func (s *session) Stats() sfu.ViewerStats {
+	c := s.Counters()
+	st := sfu.ViewerStats{
+		ID: s.id, Pinned: s.pinned(), Packets: c.Packets, NACKs: c.NACKs, Retransmitted: c.Retransmitted,
+		KeyframeRequests: c.KeyframeRequests, LayerSwitches: c.LayerSwitches,
+	}
 	for _, dt := range s.tracks {
-		st.Packets += dt.packets.Load()
-		st.NACKs += dt.nacks.Load()
-		st.Retransmitted += dt.resent.Load()
-		st.KeyframeRequests += dt.plis.Load()
 		if dt.kind != webrtc.RTPCodecTypeVideo {
 			continue
 		}
 		st.EstimatedBitrate = dt.estimate()
-		dt.mu.Lock()
-		if dt.src != nil {
-			st.Layer = dt.src.Info().RID
+		if cur, _ := dt.current(); cur != nil {
+			st.Layer = cur.Info().RID
 		}
-		st.LayerSwitches = dt.switches
-		dt.mu.Unlock()
 	}
 	return st
+}
+
+// Counters sums the downtracks' counters: atomic loads only, as
+// sfu.Viewer asks.
+func (s *session) Counters() sfu.ViewerCounters {
+	var c sfu.ViewerCounters
+	for _, dt := range s.tracks {
+		c.Packets += dt.packets.Load()
+		c.Bytes += dt.bytes.Load()
+		c.NACKs += dt.nacks.Load()
+		c.Retransmitted += dt.resent.Load()
+		c.KeyframeRequests += dt.plis.Load()
+		if dt.kind == webrtc.RTPCodecTypeVideo { // audio changes source only when the publisher does
+			c.LayerSwitches += dt.switches.Load()
+		}
+	}
+	return c
 }
 
 // videoMid returns the mid of the video section ("" without video).
@@ -402,6 +444,9 @@ func (s *session) Close() error {
 		close(s.closing)
 		err = s.pc.Close()
 		s.wg.Wait()
+		if s.release != nil {
+			s.release()
+		}
 	})
 	return err
 }
