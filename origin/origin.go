@@ -41,6 +41,11 @@ type Config struct {
 	// that is live but has no complete segment yet waits for one. Default 10 s.
 	StartWait time.Duration
 	Logger    *slog.Logger
+	// OnBlockingResponse, when set, is called after a blocking playlist
+	// request that had to wait has been answered, with the time from the
+	// moment the part it waited for was published to the end of the
+	// response write: the origin's own share of LL-HLS latency.
+	OnBlockingResponse func(lag time.Duration)
 }
 
 // Origin is the HTTP handler for /hls/.
@@ -216,9 +221,18 @@ func (o *Origin) mediaPlaylist(w http.ResponseWriter, r *http.Request, s *packag
 			// Older than the window: the current playlist satisfies it.
 			msn, part = first, -1
 		}
+		waited := !v.Has(msn, part)
 		v, err = o.wait(r.Context(), rend, s, func(v *packager.View) bool { return v.Has(msn, part) || !v.Live })
 		if err != nil {
 			o.waitFailed(w, err)
+			return
+		}
+		if waited && o.cfg.OnBlockingResponse != nil {
+			writePlaylist(w, r, s.MediaPlaylist(v, req.Skip), cache)
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			o.cfg.OnBlockingResponse(time.Since(v.Updated))
 			return
 		}
 	}

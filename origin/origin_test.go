@@ -2,10 +2,14 @@ package origin
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,4 +130,111 @@ func BenchmarkServePlaylist(b *testing.B) {
 			b.Fatalf("%d %s", w.Code, w.Body)
 		}
 	}
+}
+
+// live feeds the 720p test layer into a real packager at 30 frames per
+// second until the test ends, like a publisher; it returns the packager.
+func live(tb testing.TB, pk *packager.Packager) {
+	tb.Helper()
+	clip, err := client.LoadClip(filepath.Join("..", "..", "shared", "media", "layer-f.h264"))
+	if err != nil {
+		tb.Fatalf("test media: %v", err)
+	}
+	reg := sfu.NewRegistry(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = pk.Run(ctx, reg) })
+	pub, err := reg.RouterFor("b").Publish("p")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	track, err := pub.AddTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "video", Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	start := time.Now()
+	track.SetSenderReport(sfu.SenderReport{NTPTime: ntp(start), RTPTime: 0, Arrival: start})
+	wg.Go(func() {
+		pz := rtp.NewPacketizer(1200, 102, 1, &codecs.H264Payloader{}, rtp.NewFixedSequencer(1), 90000)
+		tick := time.NewTicker(time.Second / 30)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			f := clip.Frames[i%len(clip.Frames)]
+			for _, p := range pz.Packetize(f.Data, 3000) {
+				p.Timestamp = uint32(i * 3000)
+				_ = track.WriteRTP(p)
+			}
+		}
+	})
+	tb.Cleanup(func() { cancel(); pub.Close(); wg.Wait() })
+}
+
+func ntp(t time.Time) uint64 {
+	return uint64(t.Unix()+2208988800)<<32 | uint64(t.Nanosecond())<<32/uint64(time.Second)
+}
+
+var blockingClients = flag.Int("origin.clients", 50, "concurrent LL-HLS clients in BenchmarkBlockingPlaylist")
+
+// BenchmarkBlockingPlaylist runs a live rendition and -origin.clients
+// clients that each loop on blocking playlist requests for the next part
+// (as hls.js does), over real HTTP on loopback, for ten seconds whatever
+// b.N is. It reports how long after a part was published the responses
+// that waited for it had been written: the target is p99 ≤ 5 ms.
+//
+//	go test -run '^$' -bench BlockingPlaylist -benchtime 1x ./origin/
+func BenchmarkBlockingPlaylist(b *testing.B) {
+	var mu sync.Mutex
+	var lags []time.Duration
+	pk := packager.New(packager.Config{})
+	o := New(Config{Source: pk, OnBlockingResponse: func(d time.Duration) { mu.Lock(); lags = append(lags, d); mu.Unlock() }})
+	live(b, pk)
+	srv := httptest.NewServer(o)
+	defer srv.Close()
+	var rend *packager.Rendition
+	for deadline := time.Now().Add(10 * time.Second); rend == nil || len(rend.View().Segments) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("no part within 10 s")
+		}
+		if s := pk.Stream("b"); s != nil {
+			rend = s.Rendition("video")
+		}
+	}
+	for b.Loop() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var wg sync.WaitGroup
+		for range *blockingClients {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					msn, part, ok := rend.View().NextPart()
+					if !ok {
+						return
+					}
+					req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/hls/b/video/index.m3u8?_HLS_msn=%d&_HLS_part=%d", srv.URL, msn, part), nil)
+					res, err := http.DefaultClient.Do(req)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+				}
+			})
+		}
+		wg.Wait()
+		cancel()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lags) < 100 {
+		b.Fatalf("only %d blocking responses", len(lags))
+	}
+	slices.Sort(lags)
+	b.ReportMetric(float64(len(lags)), "responses")
+	b.ReportMetric(float64(lags[len(lags)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(lags[len(lags)-1].Microseconds()), "max-µs")
 }

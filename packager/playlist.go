@@ -73,9 +73,28 @@ func (s *Stream) Multivariant() (playlist []byte, ok bool) {
 }
 
 // MediaPlaylist renders v, a View of one of the stream's renditions, with
-// rendition reports for its current siblings. With skip it is a Playlist
-// Delta Update.
+// rendition reports for its siblings. With skip it is a Playlist Delta
+// Update. The result is rendered once per View and shared: do not modify
+// it. (The rendition reports are those of the first request for this View;
+// they trail the siblings by at most the time until v's next part.)
 func (s *Stream) MediaPlaylist(v *View, skip bool) []byte {
+	i := 0
+	if skip {
+		i = 1
+	}
+	if v.rendered != nil {
+		if b := v.rendered[i].Load(); b != nil {
+			return *b
+		}
+	}
+	b := s.renderMedia(v, skip)
+	if v.rendered != nil {
+		v.rendered[i].Store(&b)
+	}
+	return b
+}
+
+func (s *Stream) renderMedia(v *View, skip bool) []byte {
 	target := s.TargetDuration()
 	m := hls.MediaPlaylist{
 		TargetDuration:   target,

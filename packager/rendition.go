@@ -49,6 +49,11 @@ type View struct {
 	// Updated is when the last part was added.
 	Updated time.Time
 	Changed <-chan struct{}
+
+	// rendered caches this View's media playlist and delta update: every
+	// client that waited for the same part gets the same bytes, rendered
+	// once.
+	rendered *[2]atomic.Pointer[[]byte]
 }
 
 // Segment returns the segment msn, if it is in the window.
@@ -149,7 +154,7 @@ type Rendition struct {
 
 func newRendition(name string, video bool, window time.Duration) *Rendition {
 	r := &Rendition{name: name, window: window, changed: make(chan struct{})}
-	r.view.Store(&View{Name: name, Video: video, Inits: map[string][]byte{}, Changed: r.changed})
+	r.view.Store(&View{Name: name, Video: video, Inits: map[string][]byte{}, Changed: r.changed, rendered: new([2]atomic.Pointer[[]byte])})
 	return r
 }
 
@@ -165,6 +170,7 @@ func (r *Rendition) update(f func(v *View)) {
 	v := *old
 	v.Segments = append([]*Segment(nil), old.Segments...)
 	f(&v)
+	v.rendered = new([2]atomic.Pointer[[]byte])
 	ch := r.changed
 	r.changed = make(chan struct{})
 	v.Changed = r.changed
