@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,11 @@ import (
 type Config struct {
 	// HTTPAddr is where WHIP, WHEP and every page and API are served.
 	HTTPAddr string `yaml:"http_addr"`
+	// TLSCert and TLSKey, when both set, are PEM files: HTTP is then served
+	// over TLS (HTTP/2 negotiated by ALPN) instead of cleartext (HTTP/1.1
+	// and h2c).
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
 	// WebRTCUDPAddr carries all WebRTC media (ICE UDP mux); ICE-TCP listens
 	// on the same port number.
 	WebRTCUDPAddr string `yaml:"webrtc_udp_addr"`
@@ -104,6 +110,8 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&fl.MaxWebRTCViewersTotal, "max-webrtc-viewers-total", cfg.MaxWebRTCViewersTotal, "WebRTC viewers of all streams together, 0 for no cap (env HYBRIDCAST_MAX_WEBRTC_VIEWERS_TOTAL)")
 	fs.BoolVar(&fl.LoopbackOnly, "loopback-only", false, "use only loopback addresses for WebRTC (env HYBRIDCAST_LOOPBACK_ONLY)")
 	fs.StringVar(&fl.DebugAddr, "debug-addr", "", "serve pprof profiles on this `address`, e.g. 127.0.0.1:6060 (env HYBRIDCAST_DEBUG_ADDR)")
+	fs.StringVar(&fl.TLSCert, "tls-cert", "", "PEM certificate `file`: serve HTTPS (with --tls-key) (env HYBRIDCAST_TLS_CERT)")
+	fs.StringVar(&fl.TLSKey, "tls-key", "", "PEM private key `file` for --tls-cert (env HYBRIDCAST_TLS_KEY)")
 	fs.DurationVar(&fl.HLSPartDuration, "hls-part-duration", cfg.HLSPartDuration, "LL-HLS part target (env HYBRIDCAST_HLS_PART_DURATION)")
 	fs.DurationVar(&fl.HLSSegmentDuration, "hls-segment-duration", cfg.HLSSegmentDuration, "HLS/DASH segment length (env HYBRIDCAST_HLS_SEGMENT_DURATION)")
 	fs.DurationVar(&fl.HLSWindow, "hls-window", cfg.HLSWindow, "media kept in the HLS/DASH playlists (env HYBRIDCAST_HLS_WINDOW)")
@@ -157,6 +165,12 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if set["debug-addr"] {
 		cfg.DebugAddr = fl.DebugAddr
 	}
+	if set["tls-cert"] {
+		cfg.TLSCert = fl.TLSCert
+	}
+	if set["tls-key"] {
+		cfg.TLSKey = fl.TLSKey
+	}
 	if set["hls-part-duration"] {
 		cfg.HLSPartDuration = fl.HLSPartDuration
 	}
@@ -209,6 +223,8 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 	str("PUBLISH_TOKEN", &cfg.PublishToken)
 	str("LOG_LEVEL", &cfg.LogLevel)
 	str("DEBUG_ADDR", &cfg.DebugAddr)
+	str("TLS_CERT", &cfg.TLSCert)
+	str("TLS_KEY", &cfg.TLSKey)
 	if v := getenv(envPrefix + "PUBLIC_IPS"); v != "" {
 		cfg.PublicIPs = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
 	}
@@ -288,6 +304,13 @@ func (c *Config) Validate() error {
 	}
 	if c.ViewerPublisherWait <= 0 {
 		errs = append(errs, fmt.Errorf("viewer_publisher_wait must be positive, got %s", c.ViewerPublisherWait))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls_cert and tls_key go together: set both or neither"))
+	} else if c.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			errs = append(errs, fmt.Errorf("tls_cert/tls_key: %w", err))
+		}
 	}
 	if c.HLSPartDuration < 50*time.Millisecond || c.HLSPartDuration > 2*time.Second {
 		errs = append(errs, fmt.Errorf("hls_part_duration must be 50ms to 2s, got %s", c.HLSPartDuration))

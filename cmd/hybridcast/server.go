@@ -105,6 +105,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // h2c: players and caches multiplex playlist and part requests
+	protocols.SetHTTP2(true)            // with --tls-cert, by ALPN
 	s.http = &http.Server{
 		Handler:           mux,
 		Protocols:         &protocols,
@@ -153,7 +154,11 @@ func (s *server) URL() string {
 	if addr.IP.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+	scheme := "http://"
+	if s.cfg.TLSCert != "" {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, fmt.Sprint(addr.Port))
 }
 
 // Serve runs until ctx ends, then shuts down: HTTP stops taking requests,
@@ -161,7 +166,13 @@ func (s *server) URL() string {
 func (s *server) Serve(ctx context.Context) error {
 	s.ready.Store(true)
 	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(s.ln) }() // joined below through errc
+	go func() { // joined below through errc
+		if s.cfg.TLSCert != "" {
+			errc <- s.http.ServeTLS(s.ln, s.cfg.TLSCert, s.cfg.TLSKey)
+			return
+		}
+		errc <- s.http.Serve(s.ln)
+	}()
 	pkgCtx, stopPackager := context.WithCancel(context.Background())
 	pkgDone := make(chan struct{})
 	go func() { _ = s.packager.Run(pkgCtx, s.registry); close(pkgDone) }() // joined below
