@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"slices"
 	"testing"
@@ -67,6 +68,8 @@ func TestHLSJSPlaysLadder(t *testing.T) {
 var (
 	hlsjsDuration = flag.Duration("hlsjs.duration", 60*time.Second, "how long BenchmarkHLSJSLatency plays")
 	hlsjsCatchUp  = flag.Float64("hlsjs.catchup", 0, "hls.js maxLiveSyncPlaybackRate for BenchmarkHLSJSLatency (0: hls.js's default)")
+	hlsjsConfig   = flag.String("hlsjs.config", "", "extra hls.js configuration, JSON, for BenchmarkHLSJSLatency")
+	hlsjsPart     = flag.Duration("hlsjs.part", 0, "server part duration for BenchmarkHLSJSLatency (0: the default)")
 )
 
 // BenchmarkHLSJSLatency plays the ladder with hls.js (lowLatencyMode, the
@@ -76,7 +79,11 @@ var (
 //
 //	go test -run '^$' -bench HLSJSLatency -benchtime 1x ./cmd/hybridcast/
 func BenchmarkHLSJSLatency(b *testing.B) {
-	srv := startServer(b)
+	srv := startServer(b, func(c *Config) {
+		if *hlsjsPart > 0 {
+			c.HLSPartDuration = *hlsjsPart
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), *hlsjsDuration+2*time.Minute)
 	defer cancel()
 	br := browsertest.New(b, browsertest.WithPlayers())
@@ -86,6 +93,13 @@ func BenchmarkHLSJSLatency(b *testing.B) {
 		var opts []browsertest.PlayerOption
 		if *hlsjsCatchUp > 0 {
 			opts = append(opts, browsertest.WithPlayerConfig(map[string]any{"maxLiveSyncPlaybackRate": *hlsjsCatchUp}))
+		}
+		if *hlsjsConfig != "" {
+			var extra map[string]any
+			if err := json.Unmarshal([]byte(*hlsjsConfig), &extra); err != nil {
+				b.Fatalf("-hlsjs.config: %v", err)
+			}
+			opts = append(opts, browsertest.WithPlayerConfig(extra))
 		}
 		p, err := br.PlayHLS(ctx, srv.URL()+"/hls/lat/index.m3u8", opts...)
 		if err != nil {
