@@ -8,6 +8,14 @@
 //	GET /hls/{stream}/{rendition}/init-{n}.mp4    init segment
 //	GET /hls/{stream}/{rendition}/{msn}.m4s       segment
 //	GET /hls/{stream}/{rendition}/{msn}.{i}.m4s   part
+//	GET /dash/{stream}/manifest.mpd               low-latency DASH manifest
+//	GET /dash/{stream}/{rendition}/...            the same init segments and segments
+//	GET /time                                     the origin's clock (DASH UTCTiming)
+//
+// A segment that is still being written is sent as it is written: each
+// part as soon as it exists, the response ending with the segment (chunked
+// transfer). That is what low-latency DASH players fetch, and what HLS
+// players that ignore parts get too.
 package origin
 
 import (
@@ -17,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -48,7 +57,7 @@ type Config struct {
 	OnBlockingResponse func(lag time.Duration)
 }
 
-// Origin is the HTTP handler for /hls/.
+// Origin is the HTTP handler for /hls/, /dash/ and /time.
 type Origin struct {
 	cfg Config
 	log *slog.Logger
@@ -68,6 +77,9 @@ func New(cfg Config) *Origin {
 	o := &Origin{cfg: cfg, log: cfg.Logger.With("component", "origin"), mux: http.NewServeMux()}
 	o.mux.HandleFunc("GET /hls/{stream}/index.m3u8", o.multivariant)
 	o.mux.HandleFunc("GET /hls/{stream}/{rendition}/{file}", o.media)
+	o.mux.HandleFunc("GET /dash/{stream}/manifest.mpd", o.mpd)
+	o.mux.HandleFunc("GET /dash/{stream}/{rendition}/{file}", o.media)
+	o.mux.HandleFunc("GET /time", serveTime)
 	return o
 }
 
@@ -159,6 +171,10 @@ func (o *Origin) media(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, file := r.PathValue("rendition"), r.PathValue("file")
+	if strings.HasPrefix(r.URL.Path, "/dash/") && (file == "index.m3u8" || strings.Count(file, ".") > 1) {
+		fail(w, http.StatusNotFound, "no such file: DASH serves init segments and segments")
+		return
+	}
 	rend := s.Rendition(name)
 	if rend == nil {
 		fail(w, http.StatusNotFound, fmt.Sprintf("no rendition %q in stream %q", name, s.Name()))
@@ -294,6 +310,10 @@ func (o *Origin) mediaFile(w http.ResponseWriter, r *http.Request, s *packager.S
 		return
 	}
 	v := rend.View()
+	if part < 0 {
+		o.segment(w, r, s, rend, msn)
+		return
+	}
 	have := func(v *packager.View) bool {
 		if part < 0 {
 			seg, ok := v.Segment(msn)
@@ -336,6 +356,70 @@ func (o *Origin) mediaFile(w http.ResponseWriter, r *http.Request, s *packager.S
 	serveBytes(w, r, p.Data, "video/mp4", fmt.Sprintf(`"%d.%d"`, msn, part))
 }
 
+// segment serves segment msn: at once when it is complete, else as it is
+// written. A request for the segment after the one being written waits for
+// it to begin.
+func (o *Origin) segment(w http.ResponseWriter, r *http.Request, s *packager.Stream, rend *packager.Rendition, msn uint64) {
+	v := rend.View()
+	open := func(v *packager.View) bool { seg, ok := v.Segment(msn); return ok && len(seg.Parts) > 0 }
+	if !open(v) {
+		nm, _, live := v.NextPart()
+		if !live || msn < nm || msn > nm+1 {
+			fail(w, http.StatusNotFound, "no such segment: outside the window")
+			return
+		}
+		var err error
+		if v, err = o.wait(r.Context(), rend, s, func(v *packager.View) bool { return open(v) || !v.Live }); err != nil {
+			o.waitFailed(w, err)
+			return
+		}
+		if !open(v) {
+			fail(w, http.StatusNotFound, "the publisher stopped before this segment began")
+			return
+		}
+	}
+	seg, _ := v.Segment(msn)
+	etag := fmt.Sprintf(`"%d"`, msn)
+	if seg.Complete {
+		serveBytes(w, r, seg.Data, "video/mp4", etag)
+		return
+	}
+	// In progress: the response is the same bytes as the complete segment
+	// will be, sent part by part.
+	h := w.Header()
+	h.Set("Content-Type", "video/mp4")
+	h.Set("Cache-Control", cacheImmutable)
+	h.Set("ETag", etag)
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	sent := 0
+	for {
+		for ; sent < len(seg.Parts); sent++ {
+			if _, err := w.Write(seg.Parts[sent].Data); err != nil {
+				return
+			}
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if seg.Complete || !v.Live {
+			return
+		}
+		select {
+		case <-v.Changed:
+		case <-r.Context().Done():
+			return
+		}
+		v = rend.View()
+		if seg, _ = v.Segment(msn); seg == nil {
+			return // slid out of the window: cannot happen while it is written
+		}
+	}
+}
+
 // serveBytes serves immutable media with Range and conditional requests.
 func serveBytes(w http.ResponseWriter, r *http.Request, data []byte, ctype, etag string) {
 	h := w.Header()
@@ -353,16 +437,71 @@ func serveBytes(w http.ResponseWriter, r *http.Request, data []byte, ctype, etag
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 }
 
+// serveTime answers the origin's clock, ISO 8601 in UTC with milliseconds,
+// for DASH players' UTCTiming (urn:mpeg:dash:utc:http-iso:2014): they must
+// never reach out to a time server on the internet.
+func serveTime(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, time.Now().UTC().Format("2006-01-02T15:04:05.000Z"))
+}
+
+// mpd serves the DASH manifest, waiting like the multivariant playlist
+// for the first complete segments of a stream that just started.
+func (o *Origin) mpd(w http.ResponseWriter, r *http.Request) {
+	s := o.stream(w, r)
+	if s == nil {
+		return
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	timeURL := scheme + "://" + r.Host + "/time"
+	timer := time.NewTimer(o.cfg.StartWait)
+	defer timer.Stop()
+	for {
+		rends, changed := s.Renditions()
+		if len(rends) == 0 {
+			fail(w, http.StatusNotFound, fmt.Sprintf("stream %q is not live", s.Name()))
+			return
+		}
+		if m, ok := s.MPD(timeURL); ok {
+			h := w.Header()
+			h.Set("Content-Type", "application/dash+xml")
+			// Cacheable for about its update period (minimumUpdatePeriod).
+			writeManifest(w, r, m, "application/dash+xml", "public, max-age=1")
+			return
+		}
+		select {
+		case <-changed:
+		case <-rends[0].View().Changed:
+		case <-r.Context().Done():
+			return
+		case <-timer.C:
+			w.Header().Set("Retry-After", "1")
+			fail(w, http.StatusServiceUnavailable, "stream is starting: no complete segment yet")
+			return
+		}
+	}
+}
+
 var gzipPool = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed); return w }}
 
 // writePlaylist writes a playlist with its ETag, gzip when the client
 // takes it.
 func writePlaylist(w http.ResponseWriter, r *http.Request, pl []byte, cache string) {
+	writeManifest(w, r, pl, "application/vnd.apple.mpegurl", cache)
+}
+
+// writeManifest writes a playlist or MPD with its ETag, gzip when the
+// client takes it.
+func writeManifest(w http.ResponseWriter, r *http.Request, pl []byte, ctype, cache string) {
 	h := w.Header()
 	sum := fnv.New64a()
 	_, _ = sum.Write(pl)
 	etag := fmt.Sprintf(`"%x"`, sum.Sum64())
-	h.Set("Content-Type", "application/vnd.apple.mpegurl")
+	h.Set("Content-Type", ctype)
 	h.Set("Cache-Control", cache)
 	h.Set("ETag", etag)
 	h.Add("Vary", "Accept-Encoding")

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hybridcast/hybridcast/packager/internal/dash"
 	"github.com/hybridcast/hybridcast/sfu"
 )
 
@@ -128,6 +129,10 @@ type Stream struct {
 	renditions map[string]*Rendition
 	live       []*Rendition // the current publication's, video first
 	changed    chan struct{}
+	cur        *publication // the current publication, nil between them
+
+	lastMPD      *dash.Manifest // the last MPD rendered, without its publishTime
+	mpdPublished time.Time      // when its content last changed
 }
 
 // Name returns the stream name.
@@ -177,10 +182,16 @@ func (s *Stream) follow(ctx context.Context, r *sfu.Router) {
 		if pub != nil && pub.ended(tracks) {
 			pub.close()
 			pub = nil
+			s.mu.Lock()
+			s.cur = nil
+			s.mu.Unlock()
 		}
 		if len(tracks) > 0 {
 			if pub == nil {
 				pub = s.newPublication()
+				s.mu.Lock()
+				s.cur = pub
+				s.mu.Unlock()
 			}
 			for _, t := range tracks {
 				pub.add(t)

@@ -93,6 +93,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	mux.Handle("/whip/", s.whip)
 	mux.Handle("/whep/", s.whep)
 	mux.Handle("/hls/", s.origin)
+	mux.Handle("/dash/", s.origin)
+	mux.Handle("GET /time", s.origin)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
