@@ -97,5 +97,5 @@ func (s *Stream) MPD(timeURL string) (mpd []byte, ok bool) {
 // DASHTargetLatency is the latency target the MPD's ServiceDescription
 // gives players: a part, plus two, of playback buffer.
 func (s *Stream) DASHTargetLatency() time.Duration {
-	return max(3*s.cfg.PartDuration, 500*time.Millisecond) + 300*time.Millisecond
+	return max(3*s.cfg.PartDuration, 500*time.Millisecond) + 200*time.Millisecond
 }

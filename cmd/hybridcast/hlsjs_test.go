@@ -78,7 +78,16 @@ var (
 // stalls. It runs once whatever b.N is:
 //
 //	go test -run '^$' -bench HLSJSLatency -benchtime 1x ./cmd/hybridcast/
-func BenchmarkHLSJSLatency(b *testing.B) {
+func BenchmarkHLSJSLatency(b *testing.B) { benchmarkPlayerLatency(b, "hls") }
+
+// BenchmarkDashJSLatency is BenchmarkHLSJSLatency with dash.js reading the
+// MPD (player.getCurrentLiveLatency()), in the harness's low-latency
+// settings (live catch-up on), with the MPD's ServiceDescription target:
+//
+//	go test -run '^$' -bench DashJSLatency -benchtime 1x ./cmd/hybridcast/
+func BenchmarkDashJSLatency(b *testing.B) { benchmarkPlayerLatency(b, "dash") }
+
+func benchmarkPlayerLatency(b *testing.B, kind string) {
 	srv := startServer(b, func(c *Config) {
 		if *hlsjsPart > 0 {
 			c.HLSPartDuration = *hlsjsPart
@@ -89,6 +98,9 @@ func BenchmarkHLSJSLatency(b *testing.B) {
 	br := browsertest.New(b, browsertest.WithPlayers())
 	publishSimulcastAV(ctx, b, srv.URL()+"/whip/lat")
 	waitVariants(b, srv.URL()+"/hls/lat/index.m3u8", 3)
+	if kind == "dash" {
+		waitMPD(b, srv.URL()+"/dash/lat/manifest.mpd", 3)
+	}
 	for b.Loop() {
 		var opts []browsertest.PlayerOption
 		if *hlsjsCatchUp > 0 {
@@ -101,7 +113,13 @@ func BenchmarkHLSJSLatency(b *testing.B) {
 			}
 			opts = append(opts, browsertest.WithPlayerConfig(extra))
 		}
-		p, err := br.PlayHLS(ctx, srv.URL()+"/hls/lat/index.m3u8", opts...)
+		var p *browsertest.Player
+		var err error
+		if kind == "dash" {
+			p, err = br.PlayDASH(ctx, srv.URL()+"/dash/lat/manifest.mpd", opts...)
+		} else {
+			p, err = br.PlayHLS(ctx, srv.URL()+"/hls/lat/index.m3u8", opts...)
+		}
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -183,7 +183,7 @@ func (m *Manifest) Render() []byte {
 		MinBufferTime:              duration(m.SegmentDuration),
 		ServiceDescription: &serviceDescription{ID: "0",
 			Latency:      latency{Target: int(m.TargetLatency.Milliseconds()), Min: int(m.TargetLatency.Milliseconds() / 2), Max: int(3 * m.TargetLatency.Milliseconds())},
-			PlaybackRate: playbackRate{Min: "0.96", Max: "1.04"}},
+			PlaybackRate: playbackRate{Min: "0.9", Max: "1.1"}},
 		Period:    period{ID: m.PeriodID, Start: "PT0S"},
 		UTCTiming: utcTiming{SchemeIDURI: "urn:mpeg:dash:utc:http-iso:2014", Value: m.TimeURL},
 	}
