@@ -222,6 +222,7 @@ func (s *server) banner(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  watch (WHEP)   %s/whep/demo\n", base)
 	fmt.Fprintf(w, "  watch (LL-HLS) %s/hls/demo/index.m3u8\n", base)
+	fmt.Fprintf(w, "  watch (DASH)   %s/dash/demo/manifest.mpd\n", base)
 	fmt.Fprintf(w, "  try it:        go run ./examples/publisher -url %s/whip/demo -token %s\n", base, s.cfg.PublishToken)
 	fmt.Fprintf(w, "                 go run ./examples/viewer -url %s/whep/demo\n", base)
 }
