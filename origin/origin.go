@@ -55,6 +55,10 @@ type Config struct {
 	// moment the part it waited for was published to the end of the
 	// response write: the origin's own share of LL-HLS latency.
 	OnBlockingResponse func(lag time.Duration)
+	// OnRequest, when set, is called after each response with the
+	// resource class (multivariant, playlist, playlist_blocking, init,
+	// segment, part, mpd, time) and the status.
+	OnRequest func(class string, status int)
 }
 
 // Origin is the HTTP handler for /hls/, /dash/ and /time.
@@ -112,8 +116,73 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	o.mux.ServeHTTP(w, r)
+	if o.cfg.OnRequest == nil {
+		o.mux.ServeHTTP(w, r)
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	o.mux.ServeHTTP(sw, r)
+	if sw.status == 0 {
+		sw.status = http.StatusOK
+	}
+	o.cfg.OnRequest(class(r), sw.status)
 }
+
+// class names the resource class of a request, for metrics.
+func class(r *http.Request) string {
+	p := r.URL.Path
+	switch {
+	case p == "/time":
+		return "time"
+	case strings.HasSuffix(p, ".mpd"):
+		return "mpd"
+	case strings.HasSuffix(p, ".mp4"):
+		return "init"
+	case strings.HasSuffix(p, ".m4s"):
+		if strings.Count(p[strings.LastIndexByte(p, '/'):], ".") > 1 {
+			return "part"
+		}
+		return "segment"
+	case strings.HasSuffix(p, ".m3u8"):
+		if strings.Count(p, "/") == 3 { // /hls/{stream}/index.m3u8
+			return "multivariant"
+		}
+		if r.URL.Query().Has("_HLS_msn") {
+			return "playlist_blocking"
+		}
+		return "playlist"
+	}
+	return "other"
+}
+
+// statusWriter remembers the status of a response and passes flushes on.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func fail(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Cache-Control", cacheError)

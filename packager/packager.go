@@ -29,6 +29,10 @@ type Config struct {
 	// QueueSize is each track subscription's queue length. Default 512.
 	QueueSize int
 	Logger    *slog.Logger
+	// OnPart, when set, is called after each part is published with how
+	// long after the end of its media (on the stream's clock) that was.
+	// It runs on the packaging goroutine: keep it quick.
+	OnPart func(video bool, lag time.Duration)
 	// Now is the clock; default time.Now. Tests inject their own.
 	Now func() time.Time
 }
@@ -469,5 +473,9 @@ func ticksToDuration(t, rate int64) time.Duration {
 	return time.Duration(t/rate)*time.Second + time.Duration(t%rate*int64(time.Second)/rate)
 }
 
-// partWritten is called after each part; it exists for metrics.
-func (p *publication) partWritten(time.Duration) {}
+// partWritten reports a part that ends at end (on the stream's clock).
+func (p *publication) partWritten(video bool, end time.Time) {
+	if f := p.s.cfg.OnPart; f != nil {
+		f(video, p.s.cfg.Now().Sub(end))
+	}
+}

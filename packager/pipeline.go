@@ -315,7 +315,7 @@ func (p *pipeline) closePart() {
 	}
 	d := ticksToDuration(p.partDur, p.rate)
 	p.rend.addPart(&Part{Data: data, Duration: d, Independent: p.partKey}, n, p.now())
-	p.pub.partWritten(d)
+	p.pub.partWritten(p.video, p.pub.epoch.Add(ticksToDuration(p.partStart+p.partDur, p.rate)))
 }
 
 func (p *pipeline) closeSegment() {

@@ -164,6 +164,21 @@ func TestHLSOrigin(t *testing.T) {
 	if res := get(t, base+"video-h/"+seg+".m4s", "Range", "bytes=0-99"); res.StatusCode != 206 || len(body(t, res)) != 100 {
 		t.Errorf("Range: %d, want 206 with 100 bytes", res.StatusCode)
 	}
+	// The requests above show in /metrics, by class and status; so do the
+	// packager's part delays and the blocking responses.
+	fam := scrape(t, srv)
+	for _, c := range []struct{ class, status string }{{"multivariant", "200"}, {"playlist", "200"}, {"playlist_blocking", "200"},
+		{"part", "200"}, {"segment", "200"}, {"init", "200"}, {"part", "404"}, {"playlist", "400"}} {
+		if v, ok := sample(fam, "hybridcast_origin_requests_total", "class", c.class, "status", c.status); !ok || v < 1 {
+			t.Errorf("origin requests{class=%s,status=%s} = %v, %v", c.class, c.status, v, ok)
+		}
+	}
+	for _, h := range []string{"hybridcast_packager_part_lag_seconds", "hybridcast_hls_blocking_response_lag_seconds"} {
+		f := fam[h]
+		if f == nil || len(f.GetMetric()) == 0 || f.GetMetric()[0].GetHistogram().GetSampleCount() == 0 {
+			t.Errorf("histogram %s has no samples", h)
+		}
+	}
 	res = get(t, base+"video-h/index.m3u8", "Accept-Encoding", "gzip")
 	if res.Header.Get("Content-Encoding") != "gzip" {
 		t.Errorf("playlist not gzipped for a client that accepts it")

@@ -81,13 +81,20 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	s.metrics = metrics.New(metrics.Config{
 		Streams: s.registry, Publishers: s.whip, WHEPRejections: s.whep, Logger: log,
 	})
-	// Other parts (the HLS/DASH origin's request metrics, …) add their
-	// collectors here, with s.metrics.Register.
+	// Other parts add their collectors here, with s.metrics.Register.
+	media, err := metrics.NewMedia(s.metrics)
+	if err != nil {
+		_ = s.ln.Close()
+		_ = s.engine.Close()
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 
 	s.packager = packager.New(packager.Config{
 		PartDuration: cfg.HLSPartDuration, SegmentDuration: cfg.HLSSegmentDuration, Window: cfg.HLSWindow, Logger: log,
+		OnPart: media.ObservePart,
 	})
-	s.origin = origin.New(origin.Config{Source: s.packager, Logger: log})
+	s.origin = origin.New(origin.Config{Source: s.packager, Logger: log,
+		OnRequest: media.ObserveRequest, OnBlockingResponse: media.ObserveBlocking})
 
 	mux := http.NewServeMux()
 	mux.Handle("/whip/", s.whip)
