@@ -62,7 +62,7 @@ func TestPackagerGolden(t *testing.T) {
 	track.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(t0), RTPTime: 0, Arrival: t0})
 	p := newPipeline(pub, s.rendition(track), track, true)
 
-	ts, seq := feed(t, p, q, 0, 100, 0, 0)    // 180p from 12:00:00.5 for 3.33 s
+	ts, seq := feed(t, p, q, 0, 100, 0, 0) // 180p from 12:00:00.5 for 3.33 s
 	_, _ = feed(t, p, h, 30, 150, ts, seq) // then 360p, from a keyframe (an encoder that changes resolution starts with one)
 	p.flush()
 
