@@ -17,8 +17,6 @@ import (
 	"github.com/hybridcast/hybridcast/internal/browsertest"
 )
 
-var startNumberRE = regexp.MustCompile(`startNumber="(\d+)"`)
-
 // waitMPD polls the MPD until it lists n video representations.
 func waitMPD(t testing.TB, url string, n int) string {
 	t.Helper()

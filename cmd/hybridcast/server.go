@@ -37,9 +37,8 @@ type server struct {
 	packager *packager.Packager
 	origin   *origin.Origin
 	metrics  *metrics.Metrics
-	// base is every request's parent context; canceled at shutdown so
+	// cancelBase cancels every request's parent context at shutdown, so
 	// that held LL-HLS requests end at once.
-	base       context.Context
 	cancelBase context.CancelFunc
 	ln         net.Listener
 	http       *http.Server
@@ -110,7 +109,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	mux.Handle("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /api/streams", s.apiStreams)
 	mux.HandleFunc("GET /{$}", s.index)
-	s.base, s.cancelBase = context.WithCancel(context.Background())
+	base, cancelBase := context.WithCancel(context.Background())
+	s.cancelBase = cancelBase
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // h2c: players and caches multiplex playlist and part requests
@@ -118,7 +118,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	s.http = &http.Server{
 		Handler:           mux,
 		Protocols:         &protocols,
-		BaseContext:       func(net.Listener) context.Context { return s.base },
+		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
