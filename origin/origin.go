@@ -276,9 +276,9 @@ func (o *Origin) mediaPlaylist(w http.ResponseWriter, r *http.Request, s *packag
 		return
 	}
 	v := rend.View()
-	if len(v.Segments) == 0 {
-		// Nothing to list yet: wait for the first part like a blocking
-		// request for it.
+	if _, _, ok := v.Last(); !ok {
+		// Nothing to list yet (no segment, or one opened without a part):
+		// wait for the first part like a blocking request for it.
 		req.MSN, req.Part = -1, -1
 		v, err = o.wait(r.Context(), rend, s, func(v *packager.View) bool { _, _, ok := v.Last(); return ok })
 		if err != nil {

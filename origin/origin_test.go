@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -237,4 +238,73 @@ func BenchmarkBlockingPlaylist(b *testing.B) {
 	b.ReportMetric(float64(lags[len(lags)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(lags[len(lags)-1].Microseconds()), "max-µs")
+}
+
+// TestBlockingFollowsClient holds a blocking playlist request for a part
+// about a second away, then the client goes away: the origin ends the
+// request at once, not when the part comes. A second client waiting for
+// the next part gets it as soon as it is published.
+func TestBlockingFollowsClient(t *testing.T) {
+	done := make(chan string, 8)
+	pk := packager.New(packager.Config{})
+	o := New(Config{Source: pk, OnRequest: func(class string, status int) { done <- fmt.Sprintf("%s %d", class, status) }})
+	live(t, pk)
+	srv := httptest.NewServer(o)
+	defer srv.Close()
+	var rend *packager.Rendition
+	waitPart := func() bool { _, _, ok := rend.View().Last(); return ok }
+	for deadline := time.Now().Add(10 * time.Second); rend == nil || !waitPart(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no part within 10 s")
+		}
+		if s := pk.Stream("b"); s != nil {
+			rend = s.Rendition("video")
+		}
+	}
+	msn, _, _ := rend.View().NextPart()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/hls/b/video/index.m3u8?_HLS_msn=%d&_HLS_part=2", srv.URL, msn+1), nil)
+	errc := make(chan error, 1)
+	go func() {
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		errc <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let the request reach its wait; there is no event for "held"
+	if _, ok := rend.View().Part(msn+1, 2); ok {
+		t.Skip("the part came within 100 ms: the machine is too slow to tell")
+	}
+	canceled := time.Now()
+	cancel()
+	<-errc
+	select {
+	case got := <-done:
+		if el := time.Since(canceled); el > 500*time.Millisecond {
+			t.Errorf("the held request ended %v after the client left", el)
+		}
+		if _, ok := rend.View().Part(msn+1, 2); ok {
+			t.Errorf("the request ended (%s) only when its part came", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held request did not end within 5 s of the client leaving")
+	}
+
+	// A request for the next part returns once it exists, with it listed.
+	nm, np, _ := rend.View().NextPart()
+	res, err := http.Get(fmt.Sprintf("%s/hls/b/video/index.m3u8?_HLS_msn=%d&_HLS_part=%d", srv.URL, nm, np))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if _, ok := rend.View().Part(nm, np); !ok || res.StatusCode != 200 {
+		v := rend.View()
+		t.Fatalf("blocking request returned %d before part %d.%d existed: %s; view has %d segments, last %+v", res.StatusCode, nm, np, body, len(v.Segments), v.Segments[len(v.Segments)-1])
+	}
+	if want := fmt.Sprintf(`"%d.%d.m4s"`, nm, np); !strings.Contains(string(body), want) && np > 0 {
+		t.Errorf("the playlist does not list %s:\n%s", want, body)
+	}
 }
