@@ -66,6 +66,9 @@ type Origin struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+
+	audMu sync.Mutex
+	aud   map[string]*meter // per stream, for Audience
 }
 
 var _ http.Handler = (*Origin)(nil)
@@ -78,7 +81,7 @@ func New(cfg Config) *Origin {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	o := &Origin{cfg: cfg, log: cfg.Logger.With("component", "origin"), mux: http.NewServeMux()}
+	o := &Origin{cfg: cfg, log: cfg.Logger.With("component", "origin"), mux: http.NewServeMux(), aud: map[string]*meter{}}
 	o.mux.HandleFunc("GET /hls/{stream}/index.m3u8", o.multivariant)
 	o.mux.HandleFunc("GET /hls/{stream}/{rendition}/{file}", o.media)
 	o.mux.HandleFunc("GET /dash/{stream}/manifest.mpd", o.mpd)
@@ -261,6 +264,9 @@ func (o *Origin) media(w http.ResponseWriter, r *http.Request) {
 		}
 		serveBytes(w, r, data, "video/mp4", `"`+strings.TrimSuffix(file, ".mp4")+`"`)
 	case strings.HasSuffix(file, ".m4s"):
+		if rend.View().Video {
+			o.meter(s.Name()).add(time.Now(), strings.Count(file, ".") > 1)
+		}
 		o.mediaFile(w, r, s, rend, strings.TrimSuffix(file, ".m4s"))
 	default:
 		fail(w, http.StatusNotFound, "no such file")
