@@ -103,6 +103,9 @@ const (
 	cacheBlocking = "public, max-age=12"
 	// The multivariant playlist changes only when layers come and go.
 	cacheMultivariant = "public, max-age=2"
+	// The MPD changes only when renditions come and go; players reload it
+	// every minimumUpdatePeriod (2 s).
+	cacheMPD = "public, max-age=2"
 	// Errors are not cached: the stream may start or the part appear.
 	cacheError = "no-store"
 )
@@ -544,8 +547,9 @@ func (o *Origin) mpd(w http.ResponseWriter, r *http.Request) {
 		if m, ok := s.MPD(timeURL); ok {
 			h := w.Header()
 			h.Set("Content-Type", "application/dash+xml")
-			// Cacheable for about its update period (minimumUpdatePeriod).
-			writeManifest(w, r, m, "application/dash+xml", "public, max-age=1")
+			// Cacheable for its update period (minimumUpdatePeriod, two
+			// segments): it changes only when renditions come or go.
+			writeManifest(w, r, m, "application/dash+xml", cacheMPD)
 			return
 		}
 		select {

@@ -308,3 +308,21 @@ func TestBlockingFollowsClient(t *testing.T) {
 		t.Errorf("the playlist does not list %s:\n%s", want, body)
 	}
 }
+
+// BenchmarkServeMPD measures rendering and serving the DASH manifest: all
+// that DASH adds to packaging, which writes every part and segment once
+// for both HLS and DASH.
+func BenchmarkServeMPD(b *testing.B) {
+	pk, _ := fill(b)
+	o := New(Config{Source: pk})
+	req := httptest.NewRequest("GET", "/dash/b/manifest.mpd", nil)
+	b.ReportAllocs()
+	w := &discard{}
+	for b.Loop() {
+		w.reset()
+		o.ServeHTTP(w, req)
+		if w.code != http.StatusOK {
+			b.Fatalf("%d", w.code)
+		}
+	}
+}

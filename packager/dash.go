@@ -84,14 +84,15 @@ func (s *Stream) MPD(timeURL string) (mpd []byte, ok bool) {
 	// publishTime is when the content last changed, so that an unchanged
 	// manifest is byte for byte the same (and a cache's copy stays valid).
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	cmp := m
 	cmp.PublishTime = time.Time{}
-	if s.lastMPD == nil || !reflect.DeepEqual(*s.lastMPD, cmp) {
-		s.lastMPD, s.mpdPublished = &cmp, now
+	if s.lastMPD != nil && reflect.DeepEqual(*s.lastMPD, cmp) {
+		return s.mpdBytes, true // unchanged: the same bytes as last time
 	}
-	m.PublishTime = s.mpdPublished
-	s.mu.Unlock()
-	return m.Render(), true
+	m.PublishTime = now
+	s.lastMPD, s.mpdBytes = &cmp, m.Render()
+	return s.mpdBytes, true
 }
 
 // DASHTargetLatency is the latency target the MPD's ServiceDescription

@@ -135,8 +135,8 @@ type Stream struct {
 	changed    chan struct{}
 	cur        *publication // the current publication, nil between them
 
-	lastMPD      *dash.Manifest // the last MPD rendered, without its publishTime
-	mpdPublished time.Time      // when its content last changed
+	lastMPD  *dash.Manifest // the last MPD rendered, without its publishTime
+	mpdBytes []byte         // and its bytes, publishTime being when it changed
 }
 
 // Name returns the stream name.

@@ -70,6 +70,9 @@ func TestHLSOrigin(t *testing.T) {
 		cache      string
 	}{
 		{"multivariant", "index.m3u8", 200, "public, max-age=2"},
+		{"DASH manifest", "/dash/o/manifest.mpd", 200, "public, max-age=2"},
+		{"DASH segment", "/dash/o/video-h/" + seg + ".m4s", 200, immutable},
+		{"DASH init", "/dash/o/video-h/" + initURI[1], 200, immutable},
 		{"media playlist", "video-h/index.m3u8", 200, "public, max-age=1"},
 		{"blocking playlist", fmt.Sprintf("video-h/index.m3u8?_HLS_msn=%s&_HLS_part=%s", lastPart[1], lastPart[2]), 200, "public, max-age=12"},
 		{"init", "video-h/" + initURI[1], 200, immutable},
@@ -83,7 +86,11 @@ func TestHLSOrigin(t *testing.T) {
 		{"bad skip", "video-h/index.m3u8?_HLS_skip=maybe", 400, "no-store"},
 		{"unknown file", "video-h/x.ts", 404, "no-store"},
 	} {
-		res := get(t, base+c.path)
+		url := base + c.path
+		if strings.HasPrefix(c.path, "/") {
+			url = srv.URL() + c.path
+		}
+		res := get(t, url)
 		b := body(t, res)
 		if res.StatusCode != c.code || res.Header.Get("Cache-Control") != c.cache {
 			t.Errorf("%s (%s): %d %q, want %d %q; body %.200s", c.name, c.path, res.StatusCode, res.Header.Get("Cache-Control"), c.code, c.cache, b)
@@ -202,6 +209,8 @@ func TestHLSPublisherRestart(t *testing.T) {
 	p1 := publishSimulcast(ctx, t, url, []string{"f", "h", "q"})
 	waitVariants(t, base+"index.m3u8", 3)
 	before := string(body(t, get(t, base+"video-q/index.m3u8")))
+	periodRE := regexp.MustCompile(`<Period id="([^"]+)"`)
+	mpdBefore := waitMPD(t, srv.URL()+"/dash/r/manifest.mpd", 3)
 	p1.close()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -228,6 +237,10 @@ func TestHLSPublisherRestart(t *testing.T) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	mpdAfter := waitMPD(t, srv.URL()+"/dash/r/manifest.mpd", 3)
+	if a, b := periodRE.FindStringSubmatch(mpdBefore), periodRE.FindStringSubmatch(mpdAfter); a == nil || b == nil || a[1] == b[1] {
+		t.Errorf("the DASH Period did not change with the publisher: %v → %v", a, b)
 	}
 	if !strings.Contains(after, "#EXT-X-DISCONTINUITY\n") {
 		t.Fatalf("no discontinuity after the restart:\n%s", after)
