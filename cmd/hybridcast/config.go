@@ -74,6 +74,9 @@ type Config struct {
 
 	// tokenGenerated is set when PublishToken was made at start.
 	tokenGenerated bool
+	// disableICETCP turns ICE-TCP off (tests: a browser limited to TCP
+	// then has no way in).
+	disableICETCP bool
 }
 
 // DefaultConfig returns the embedded defaults: everything needed to run

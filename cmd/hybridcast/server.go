@@ -62,6 +62,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	var err error
 	s.engine, err = rtc.NewEngine(rtc.Config{
 		UDPAddr: cfg.WebRTCUDPAddr, PublicIPs: cfg.PublicIPs, LoopbackOnly: cfg.LoopbackOnly, Logger: log,
+		DisableTCP: cfg.disableICETCP,
 	})
 	if err != nil {
 		return nil, err
