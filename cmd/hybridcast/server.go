@@ -41,7 +41,7 @@ type server struct {
 	players  *web.Handler // nil when hls.js/dash.js are not installed
 	// base is every request's parent context; canceled at shutdown so
 	// that held LL-HLS requests end at once.
-	base       context.Context
+	base       context.Context //nolint:containedctx // the parent of every request, owned here and canceled by cancelBase at shutdown
 	cancelBase context.CancelFunc
 	ln         net.Listener
 	http       *http.Server

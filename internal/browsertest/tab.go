@@ -3,6 +3,7 @@ package browsertest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -55,8 +56,8 @@ func WaitEval[T any](ctx context.Context, p *Page, expr string, cond func(T) boo
 		select {
 		case <-ctx.Done():
 			b, _ := json.Marshal(last)
-			return last, fmt.Errorf("browsertest: %s: %s: condition not met: %w; last value %s (last error %v)",
-				p.name, expr, context.Cause(ctx), b, lastErr)
+			return last, fmt.Errorf("browsertest: %s: %s: condition not met: %w; last value %s",
+				p.name, expr, errors.Join(context.Cause(ctx), lastErr), b)
 		case <-ticker.C:
 		}
 	}
