@@ -23,7 +23,11 @@ type watchState struct {
 	Error         *string `json:"error"`
 	Reason        *string `json:"reason"`
 	HLSPlayer     *string `json:"hlsPlayer"`
+	StartedMs     int     `json:"startedMs"`
 	FallbackMs    *int    `json:"fallbackMs"`
+	Paused        bool    `json:"paused"`
+	ReadyState    int     `json:"readyState"`
+	BufferedEnd   float64 `json:"bufferedEnd"`
 	FramesDecoded int     `json:"framesDecoded"`
 	CurrentTime   float64 `json:"currentTime"`
 	Levels        []struct {
@@ -282,10 +286,16 @@ func TestWatchFallsBackWhenWebRTCUnreachable(t *testing.T) {
 	if err != nil || ws.Path != "hls" {
 		t.Fatalf("watch page: %v; state %+v", err, ws)
 	}
-	// The page's own clock: from the start of its navigation.
-	t.Logf("fell back %v ms after the page started loading: %q", deref(ws.FallbackMs), deref(ws.Reason))
-	if ws.FallbackMs == nil || *ws.FallbackMs > 5000 {
-		t.Errorf("fallback after %v ms, want within 5000", deref(ws.FallbackMs))
+	// The page's own clock, from the start of its script (loading the
+	// page itself is not part of the WebRTC attempt; on a loaded test
+	// machine it takes a second).
+	if ws.FallbackMs == nil {
+		t.Fatal("no fallback time")
+	}
+	took := *ws.FallbackMs - ws.StartedMs
+	t.Logf("fell back %d ms after the page's script started (%d ms after navigation): %q", took, *ws.FallbackMs, deref(ws.Reason))
+	if took > 5000 {
+		t.Errorf("fallback after %d ms, want within 5000", took)
 	}
 	ws, err = browsertest.WaitEval(ctx, p, hcExpr, func(s watchState) bool { return s.CurrentTime > 1 || s.Error != nil })
 	if err != nil || ws.Error != nil {
