@@ -369,3 +369,36 @@ func TestAPIStreamsUptimeAndURLs(t *testing.T) {
 		t.Fatalf("urls = %+v", u)
 	}
 }
+
+// TestPublishPageErrors: the publish page explains a missing token (401),
+// a wrong one (403) and a stream that is already live (409).
+func TestPublishPageErrors(t *testing.T) {
+	b := browsertest.New(t)
+	srv := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	publishClip(ctx, t, srv, "busy")
+	p, err := b.Open(ctx, srv.URL()+"/publish/busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ token, want string }{
+		{"", "needs a publish token"},
+		{"wrong", "token is wrong"},
+		{testToken, "already live"},
+	} {
+		expr := fmt.Sprintf(`(() => { document.getElementById('token').value = %q; return window.hcStart(); })()`, tc.token)
+		if _, err := browsertest.Eval[any](ctx, p, expr); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := browsertest.WaitEval(ctx, p, hcExpr, func(s publishState) bool { return s.State == "error" || s.State == "live" })
+		if err != nil || ps.State != "error" || !strings.Contains(*ps.Error, tc.want) {
+			t.Fatalf("token %q: %v; state %+v, error %v; want an error with %q", tc.token, err, ps, deref(ps.Error), tc.want)
+		}
+		t.Logf("token %q: %s", tc.token, *ps.Error)
+		text, err := browsertest.Eval[string](ctx, p, "document.getElementById('msg').textContent")
+		if err != nil || !strings.Contains(text, tc.want) {
+			t.Fatalf("the page shows %q, want %q (%v)", text, tc.want, err)
+		}
+	}
+}
