@@ -66,9 +66,17 @@ type Config struct {
 	HLSSegmentDuration time.Duration `yaml:"hls_segment_duration"`
 	// HLSWindow is how much media the playlists keep.
 	HLSWindow time.Duration `yaml:"hls_window"`
+	// WebDir is the directory whose node_modules holds the browser players
+	// (hls.js, dash.js) served under /assets/, installed there by
+	// scripts/setup. Empty: the web directory of the repository the
+	// working directory is in (web.FindDir).
+	WebDir string `yaml:"web_dir"`
 
 	// tokenGenerated is set when PublishToken was made at start.
 	tokenGenerated bool
+	// disableICETCP turns ICE-TCP off (tests: a browser limited to TCP
+	// then has no way in).
+	disableICETCP bool
 }
 
 // DefaultConfig returns the embedded defaults: everything needed to run
@@ -115,6 +123,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&fl.HLSPartDuration, "hls-part-duration", cfg.HLSPartDuration, "LL-HLS part target (env HYBRIDCAST_HLS_PART_DURATION)")
 	fs.DurationVar(&fl.HLSSegmentDuration, "hls-segment-duration", cfg.HLSSegmentDuration, "HLS/DASH segment length (env HYBRIDCAST_HLS_SEGMENT_DURATION)")
 	fs.DurationVar(&fl.HLSWindow, "hls-window", cfg.HLSWindow, "media kept in the HLS/DASH playlists (env HYBRIDCAST_HLS_WINDOW)")
+	fs.StringVar(&fl.WebDir, "web-dir", "", "`directory` whose node_modules holds hls.js and dash.js (scripts/setup installs them); default: web/ of the repository around the working directory (env HYBRIDCAST_WEB_DIR)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -180,6 +189,9 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if set["hls-window"] {
 		cfg.HLSWindow = fl.HLSWindow
 	}
+	if set["web-dir"] {
+		cfg.WebDir = fl.WebDir
+	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -225,6 +237,7 @@ func applyEnv(cfg *Config, getenv func(string) string) []error {
 	str("DEBUG_ADDR", &cfg.DebugAddr)
 	str("TLS_CERT", &cfg.TLSCert)
 	str("TLS_KEY", &cfg.TLSKey)
+	str("WEB_DIR", &cfg.WebDir)
 	if v := getenv(envPrefix + "PUBLIC_IPS"); v != "" {
 		cfg.PublicIPs = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
 	}

@@ -26,19 +26,20 @@ func TestConfigLayers(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "c.yaml")
 	yaml := "http_addr: \":9000\"\nwebrtc_udp_addr: \":9001\"\npublish_token: fromfile\nlog_level: debug\npublic_ips: [203.0.113.7]\n" +
-		"max_webrtc_viewers: 10\nmax_webrtc_viewers_total: 20\n"
+		"max_webrtc_viewers: 10\nmax_webrtc_viewers_total: 20\nweb_dir: /from/file\n"
 	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := LoadConfig([]string{"--config", file, "--publish-token", "fromflag", "--max-webrtc-viewers", "12"},
 		env(map[string]string{"HYBRIDCAST_WEBRTC_UDP_ADDR": ":9002", "HYBRIDCAST_PUBLISH_TOKEN": "fromenv",
-			"HYBRIDCAST_MAX_WEBRTC_VIEWERS": "11", "HYBRIDCAST_MAX_WEBRTC_VIEWERS_TOTAL": "21"}), io.Discard)
+			"HYBRIDCAST_MAX_WEBRTC_VIEWERS": "11", "HYBRIDCAST_MAX_WEBRTC_VIEWERS_TOTAL": "21", "HYBRIDCAST_WEB_DIR": "/from/env"}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// file < env < flags
 	if cfg.HTTPAddr != ":9000" || cfg.WebRTCUDPAddr != ":9002" || cfg.PublishToken != "fromflag" ||
-		cfg.LogLevel != "debug" || len(cfg.PublicIPs) != 1 || cfg.MaxWebRTCViewers != 12 || cfg.MaxWebRTCViewersTotal != 21 {
+		cfg.LogLevel != "debug" || len(cfg.PublicIPs) != 1 || cfg.MaxWebRTCViewers != 12 || cfg.MaxWebRTCViewersTotal != 21 ||
+		cfg.WebDir != "/from/env" {
 		t.Fatalf("cfg = %+v", cfg)
 	}
 }

@@ -12,17 +12,18 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/hybridcast/hybridcast/ingest"
 	"github.com/hybridcast/hybridcast/internal/metrics"
+	"github.com/hybridcast/hybridcast/internal/pages"
 	"github.com/hybridcast/hybridcast/origin"
 	"github.com/hybridcast/hybridcast/packager"
 	"github.com/hybridcast/hybridcast/sfu"
 	"github.com/hybridcast/hybridcast/sfu/rtc"
 	"github.com/hybridcast/hybridcast/sfu/whep"
+	"github.com/hybridcast/hybridcast/web"
 )
 
 // server is the whole hybridcast process: one HTTP listener, one WebRTC
@@ -37,6 +38,7 @@ type server struct {
 	packager *packager.Packager
 	origin   *origin.Origin
 	metrics  *metrics.Metrics
+	players  *web.Handler // nil when hls.js/dash.js are not installed
 	// cancelBase cancels every request's parent context at shutdown, so
 	// that held LL-HLS requests end at once.
 	cancelBase context.CancelFunc
@@ -59,6 +61,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	var err error
 	s.engine, err = rtc.NewEngine(rtc.Config{
 		UDPAddr: cfg.WebRTCUDPAddr, PublicIPs: cfg.PublicIPs, LoopbackOnly: cfg.LoopbackOnly, Logger: log,
+		DisableTCP: cfg.disableICETCP,
 	})
 	if err != nil {
 		return nil, err
@@ -108,7 +111,18 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /api/streams", s.apiStreams)
-	mux.HandleFunc("GET /{$}", s.index)
+	s.players = loadPlayers(cfg.WebDir, log)
+	if s.players != nil {
+		mux.Handle("GET /assets/", http.StripPrefix("/assets", s.players))
+	} else {
+		mux.HandleFunc("GET /assets/", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "the players (hls.js, dash.js) are not installed on this server: run scripts/setup", http.StatusNotFound)
+		})
+	}
+	pg := pages.New(pages.Config{Players: s.players, AssetsPrefix: "/assets/", Logger: log})
+	mux.Handle("GET /watch/{stream}", pg)
+	mux.Handle("GET /publish/{stream}", pg)
+	mux.Handle("GET /{$}", pg)
 	base, cancelBase := context.WithCancel(context.Background())
 	s.cancelBase = cancelBase
 	var protocols http.Protocols
@@ -138,6 +152,27 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		s.debug = &http.Server{Handler: dm, ReadHeaderTimeout: 10 * time.Second}
 	}
 	return s, nil
+}
+
+// loadPlayers reads hls.js and dash.js from dir (the repository's web
+// directory when empty). Without them the server still runs: it logs why
+// and how to fix it, and the watch page plays WebRTC only.
+func loadPlayers(dir string, log *slog.Logger) *web.Handler {
+	if dir == "" {
+		var err error
+		if dir, err = web.FindDir(); err != nil {
+			log.Warn("browser players unavailable: no web directory found (run from the repository, or set --web-dir); the watch page has no HLS fallback",
+				"err", err)
+			return nil
+		}
+	}
+	h, err := web.Assets(dir)
+	if err != nil {
+		log.Warn("browser players unavailable: run scripts/setup (npm ci --prefix web), or point --web-dir at an installed web directory; the watch page has no HLS fallback",
+			"web_dir", dir, "err", err)
+		return nil
+	}
+	return h
 }
 
 // fallbackLinks are the Link header values of a WHEP 503 at a viewer cap:
@@ -230,27 +265,58 @@ func (s *server) banner(w io.Writer) {
 	fmt.Fprintf(w, "  watch (WHEP)   %s/whep/demo\n", base)
 	fmt.Fprintf(w, "  watch (LL-HLS) %s/hls/demo/index.m3u8\n", base)
 	fmt.Fprintf(w, "  watch (DASH)   %s/dash/demo/manifest.mpd\n", base)
+	fmt.Fprintf(w, "  pages          %s/ (dashboard)  %s/publish/demo?token=%s  %s/watch/demo\n", base, base, s.cfg.PublishToken, base)
 	fmt.Fprintf(w, "  try it:        go run ./examples/publisher -url %s/whip/demo -token %s\n", base, s.cfg.PublishToken)
 	fmt.Fprintf(w, "                 go run ./examples/viewer -url %s/whep/demo\n", base)
+}
+
+// apiStream is one stream in GET /api/streams: the SFU's view plus what
+// the dashboard shows.
+type apiStream struct {
+	sfu.StreamStats
+	// UptimeSeconds is how long the current publisher has been live.
+	UptimeSeconds float64    `json:"uptime_seconds,omitempty"`
+	URLs          streamURLs `json:"urls"`
+}
+
+// streamURLs are a stream's paths on this server.
+type streamURLs struct {
+	Watch   string `json:"watch"`
+	Publish string `json:"publish"`
+	WHIP    string `json:"whip"`
+	WHEP    string `json:"whep"`
+	HLS     string `json:"hls"`
+	DASH    string `json:"dash"`
 }
 
 func (s *server) apiStreams(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Access-Control-Allow-Origin", "*")
+	now := time.Now()
+	stats := s.registry.Streams()
+	streams := make([]apiStream, 0, len(stats))
+	for _, st := range stats {
+		a := apiStream{StreamStats: st, URLs: streamURLs{
+			Watch: "/watch/" + st.Name, Publish: "/publish/" + st.Name, WHIP: "/whip/" + st.Name, WHEP: "/whep/" + st.Name,
+			HLS: "/hls/" + st.Name + "/index.m3u8", DASH: "/dash/" + st.Name + "/manifest.mpd",
+		}}
+		if st.Live && !st.Since.IsZero() {
+			a.UptimeSeconds = now.Sub(st.Since).Seconds()
+		}
+		streams = append(streams, a)
+	}
+	type forwarding struct {
+		ToSRTP   sfu.LatencySummary `json:"arrival_to_srtp"`
+		SendWait sfu.LatencySummary `json:"send_queue_wait"`
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(struct {
-		Streams []sfu.StreamStats `json:"streams"`
+		Streams []apiStream `json:"streams"`
 		// Forwarding latency inside the server, for WebRTC viewers.
-		Forwarding struct {
-			ToSRTP   sfu.LatencySummary `json:"arrival_to_srtp"`
-			SendWait sfu.LatencySummary `json:"send_queue_wait"`
-		} `json:"forwarding"`
-	}{Streams: s.registry.Streams(), Forwarding: struct {
-		ToSRTP   sfu.LatencySummary `json:"arrival_to_srtp"`
-		SendWait sfu.LatencySummary `json:"send_queue_wait"`
-	}{s.whep.Forwarding.Summary(), s.engine.SendWait.Summary()}})
+		Forwarding forwarding `json:"forwarding"`
+	}{Streams: streams, Forwarding: forwarding{s.whep.Forwarding.Summary(), s.engine.SendWait.Summary()}})
 }
 
 // readyz answers 200 while the server takes new sessions, 503 once it is
@@ -264,18 +330,4 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = io.WriteString(w, "ready\n")
-}
-
-func (s *server) index(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	var b strings.Builder
-	b.WriteString("hybridcast\n\nPOST /whip/{stream}  publish (WHIP, Bearer token)\nPOST /whep/{stream}  play over WebRTC (WHEP)\nGET  /api/streams    live streams as JSON\nGET  /metrics        Prometheus metrics\nGET  /healthz        liveness\nGET  /readyz         readiness\n\nstreams:\n")
-	for _, st := range s.registry.Streams() {
-		state := "offline"
-		if st.Live {
-			state = "live"
-		}
-		fmt.Fprintf(&b, "  %s  %s  %d WebRTC viewers\n", st.Name, state, st.Viewers)
-	}
-	_, _ = io.WriteString(w, b.String())
 }

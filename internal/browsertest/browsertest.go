@@ -41,6 +41,15 @@
 //	samples, err := p.Sample(ctx, 500*time.Millisecond, time.Minute)
 //	median := browsertest.Median(browsertest.Latencies(samples))
 //
+// Open opens any page, such as the pages of the server under test; Eval
+// and WaitEval read its JavaScript state, and Screenshot saves a PNG at a
+// viewport (Desktop, Phone) in ArtifactDir ($HYBRIDCAST_ARTIFACTS/<test>
+// when set, so that people can look at them after the run):
+//
+//	p, err := b.Open(ctx, srv.URL+"/watch/demo")
+//	path, err := browsertest.WaitEval(ctx, p, "window.hc.path", func(s string) bool { return s == "webrtc" })
+//	file, err := p.Screenshot(ctx, "watch-phone", browsertest.Phone)
+//
 // The players must not reach the internet: dash.js's default UTC time source
 // is replaced by the helper's server (see PlayDASH). A stream from a test
 // must point only at loopback addresses.

@@ -1,0 +1,107 @@
+package pages
+
+import (
+	"bytes"
+	"embed"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"regexp"
+
+	"github.com/hybridcast/hybridcast/web"
+)
+
+//go:embed *.html
+var files embed.FS
+
+var templates = template.Must(template.ParseFS(files, "*.html"))
+
+// Config configures the pages.
+type Config struct {
+	// Players serves hls.js and dash.js; nil when they are not installed
+	// (the watch page then plays WebRTC only and says so).
+	Players *web.Handler
+	// AssetsPrefix is where Players is mounted, such as "/assets/".
+	AssetsPrefix string
+	// Logger gets template errors. Required.
+	Logger *slog.Logger
+}
+
+// Handler serves GET /watch/{stream}, GET /publish/{stream} and GET /.
+// Mount it on those patterns; other paths get 404.
+type Handler struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// New returns the pages handler.
+func New(cfg Config) *Handler {
+	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /watch/{stream}", h.stream("watch.html"))
+	h.mux.HandleFunc("GET /publish/{stream}", h.stream("publish.html"))
+	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		h.render(w, "index.html", h.data(""))
+	})
+	return h
+}
+
+// ServeHTTP serves a page.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// streamName is the rule of WHIP and WHEP for stream names.
+var streamName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// pageData is what the templates get. JS is handed to the page's script
+// as JSON (html/template escapes it for the script context).
+type pageData struct {
+	Stream string
+	HLSJS  string // URL of hls.js; "" when not installed
+	JS     pageJS
+}
+
+type pageJS struct {
+	Stream  string `json:"stream"`
+	HLSJS   bool   `json:"hlsjs"`
+	Players bool   `json:"players"`
+}
+
+func (h *Handler) data(stream string) pageData {
+	d := pageData{Stream: stream, JS: pageJS{Stream: stream}}
+	if h.cfg.Players != nil {
+		d.HLSJS = h.cfg.AssetsPrefix + h.cfg.Players.Path(web.HLSJS)
+		d.JS.HLSJS, d.JS.Players = true, true
+	}
+	return d
+}
+
+func (h *Handler) stream(page string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("stream")
+		if !streamName.MatchString(name) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte("bad stream name: use 1-64 of A-Z a-z 0-9 _ -\n"))
+			return
+		}
+		h.render(w, page, h.data(name))
+	}
+}
+
+// render executes the template into a buffer first, so that a template
+// error is a clean 500 and not half a page.
+func (h *Handler) render(w http.ResponseWriter, name string, d pageData) {
+	var buf bytes.Buffer
+	if err := templates.ExecuteTemplate(&buf, name, d); err != nil {
+		h.cfg.Logger.Error("page template", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Referrer-Policy", "no-referrer") // ?token= must not leak
+	_, _ = w.Write(buf.Bytes())
+}
