@@ -63,6 +63,22 @@ func TestHLSJSPlaysLadder(t *testing.T) {
 	if st.Stalls > 0 {
 		t.Errorf("hls.js stalled %d times (%v) across the switches; errors %+v", st.Stalls, st.StallTime(), st.Errors)
 	}
+	// The dashboard's API counts this player in the HLS/DASH audience.
+	var api struct {
+		Streams []struct {
+			Name     string  `json:"name"`
+			Audience float64 `json:"hls_dash_audience"`
+		} `json:"streams"`
+	}
+	_, _, body := httpGet(t, srv.URL()+"/api/streams")
+	if err := json.Unmarshal(body, &api); err != nil {
+		t.Fatal(err)
+	}
+	if len(api.Streams) != 1 || api.Streams[0].Audience <= 0 {
+		t.Errorf("HLS/DASH audience estimate while hls.js plays: %+v", api.Streams)
+	} else {
+		t.Logf("audience estimate: %.1f", api.Streams[0].Audience)
+	}
 }
 
 var (

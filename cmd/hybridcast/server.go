@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -277,6 +278,9 @@ type apiStream struct {
 	// UptimeSeconds is how long the current publisher has been live.
 	UptimeSeconds float64    `json:"uptime_seconds,omitempty"`
 	URLs          streamURLs `json:"urls"`
+	// HLSDASHAudience estimates the HLS/DASH players the origin serves,
+	// from the video parts and segments requested over the last 10 s.
+	HLSDASHAudience float64 `json:"hls_dash_audience"`
 }
 
 // streamURLs are a stream's paths on this server.
@@ -304,6 +308,7 @@ func (s *server) apiStreams(w http.ResponseWriter, r *http.Request) {
 		if st.Live && !st.Since.IsZero() {
 			a.UptimeSeconds = now.Sub(st.Since).Seconds()
 		}
+		a.HLSDASHAudience = math.Round(10*s.origin.Audience(st.Name, s.cfg.HLSPartDuration, s.cfg.HLSSegmentDuration)) / 10
 		streams = append(streams, a)
 	}
 	type forwarding struct {
