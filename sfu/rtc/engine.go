@@ -83,20 +83,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 	lf := &pionLogger{log: log}
 
 	var err error
-	var lc net.ListenConfig
-	e.udpConn, err = lc.ListenPacket(context.Background(), "udp", addr)
+	e.udpConn, e.tcpLn, err = listenPair(addr, !cfg.DisableTCP)
 	if err != nil {
-		return nil, fmt.Errorf("listen for WebRTC media on udp %s: %w", addr, err)
+		return nil, err
 	}
 	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: newBatchConn(e.udpConn.(*net.UDPConn), &e.SendWait)})
-	if !cfg.DisableTCP {
-		host, _, _ := net.SplitHostPort(addr)
-		port := e.udpConn.LocalAddr().(*net.UDPAddr).Port
-		e.tcpLn, err = lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-		if err != nil {
-			_ = e.udpMux.Close()
-			return nil, fmt.Errorf("listen for ICE-TCP on tcp port %d: %w", port, err)
-		}
+	if e.tcpLn != nil {
 		e.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), e.tcpLn, 32)
 	}
 
@@ -223,6 +215,33 @@ func viewerAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 	}
 	ir.Add(sr)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// listenPair binds the UDP socket and, with tcp, the ICE-TCP listener on
+// the same port number. When addr asks for any port (":0"), the kernel's
+// choice for UDP may be taken for TCP by another program; then it tries
+// another port, up to ten times.
+func listenPair(addr string, tcp bool) (net.PacketConn, net.Listener, error) {
+	var lc net.ListenConfig
+	host, wantPort, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		udp, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen for WebRTC media on udp %s: %w", addr, err)
+		}
+		if !tcp {
+			return udp, nil, nil
+		}
+		port := udp.LocalAddr().(*net.UDPAddr).Port
+		ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err == nil {
+			return udp, ln, nil
+		}
+		_ = udp.Close()
+		if wantPort != "0" || attempt == 9 {
+			return nil, nil, fmt.Errorf("listen for ICE-TCP on tcp port %d: %w", port, err)
+		}
+	}
 }
 
 // pionLogger routes pion's logs into slog at debug level (errors at warn).
