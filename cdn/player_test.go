@@ -1,0 +1,216 @@
+package cdn
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// partID names a part: segment number and index in the segment.
+type partID struct {
+	msn  uint64
+	part int
+}
+
+func (p partID) less(q partID) bool {
+	return p.msn < q.msn || p.msn == q.msn && p.part < q.part
+}
+
+func (p partID) String() string { return fmt.Sprintf("%d.%d", p.msn, p.part) }
+
+var (
+	partRe = regexp.MustCompile(`(?m)^#EXT-X-PART:.*URI="(\d+)\.(\d+)\.m4s"`)
+	hintRe = regexp.MustCompile(`(?m)^#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(\d+)\.(\d+)\.m4s"`)
+)
+
+func parseID(m []string) partID {
+	msn, _ := strconv.ParseUint(m[1], 10, 64)
+	part, _ := strconv.Atoi(m[2])
+	return partID{msn, part}
+}
+
+// received is one part a player got, and when.
+type received struct {
+	id partID
+	at time.Time
+}
+
+// playerResult is what a simulated player did.
+type playerResult struct {
+	parts []received
+	errs  []string
+}
+
+// play is one LL-HLS player, the way hls.js plays in low-latency mode:
+// a plain playlist request to start, then a loop of blocking playlist
+// requests for the part after the last one listed (the preload hint's
+// _HLS_msn/_HLS_part) and fetches of each new part, starting three parts
+// (PART-HOLD-BACK) from the edge. It plays until ctx ends.
+func play(ctx context.Context, c *http.Client, base string) playerResult {
+	var res playerResult
+	get := func(u string) ([]byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		r, err := c.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer r.Body.Close()
+		b, err := io.ReadAll(r.Body)
+		if err == nil && r.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s: %s", u, r.Status, strings.TrimSpace(string(b)))
+		}
+		return b, err
+	}
+	fail := func(err error) bool {
+		if ctx.Err() != nil {
+			return true
+		}
+		res.errs = append(res.errs, err.Error())
+		return len(res.errs) > 20
+	}
+	var last partID
+	started := false
+	next := base + "index.m3u8"
+	for ctx.Err() == nil {
+		pl, err := get(next)
+		if err != nil {
+			if fail(err) {
+				return res
+			}
+			continue
+		}
+		parts := partRe.FindAllStringSubmatch(string(pl), -1)
+		if len(parts) == 0 {
+			if fail(fmt.Errorf("no parts in %s", next)) {
+				return res
+			}
+			continue
+		}
+		from := 0
+		if !started {
+			from, started = max(0, len(parts)-3), true
+			last = partID{}
+		}
+		for _, m := range parts[from:] {
+			id := parseID(m)
+			if !last.less(id) && last != (partID{}) {
+				continue
+			}
+			if _, err := get(fmt.Sprintf("%s%d.%d.m4s", base, id.msn, id.part)); err != nil {
+				if fail(err) {
+					return res
+				}
+				break
+			}
+			res.parts = append(res.parts, received{id, time.Now()})
+			last = id
+		}
+		want := partID{last.msn, last.part + 1}
+		if h := hintRe.FindStringSubmatch(string(pl)); h != nil {
+			want = parseID(h)
+		}
+		next = fmt.Sprintf("%sindex.m3u8?_HLS_msn=%d&_HLS_part=%d", base, want.msn, want.part)
+	}
+	return res
+}
+
+// loadReport is what a load run measured.
+type loadReport struct {
+	players        int
+	duration       time.Duration
+	originRequests int
+	originReqRate  float64 // per second
+	// behind: how far each player's last part was behind the origin's
+	// last part when the run ended, in media time (the parts' publication
+	// times apart).
+	behindP50, behindMax time.Duration
+	// delay: from a part's publication at the origin to a player having it.
+	delayP50, delayP99 time.Duration
+	partsPerPlayer     int // the fewest parts a player got
+	errors             []string
+	originCPU, edgeCPU float64 // cores (CPU seconds per second)
+	stats              originStats
+}
+
+// runPlayers plays n players through edgeURL for d and measures.
+func runPlayers(tb testing.TB, o *originProc, e *edge, n int, d time.Duration) loadReport {
+	tb.Helper()
+	tr := &http.Transport{MaxIdleConns: 4 * n, MaxIdleConnsPerHost: 4 * n, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	base := e.url + "/hls/b/video/"
+	before := o.stats(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	results := make([]playerResult, n)
+	var wg sync.WaitGroup
+	o0, e0, t0 := cpuTicks(o.pid, false), cpuTicks(e.pid, true), time.Now()
+	for i := range n {
+		wg.Go(func() { results[i] = play(ctx, c, base) })
+	}
+	<-ctx.Done()
+	end := time.Now()
+	o1, e1 := cpuTicks(o.pid, false), cpuTicks(e.pid, true)
+	wg.Wait()
+	elapsed := end.Sub(t0).Seconds()
+	st := o.stats(tb)
+
+	r := loadReport{players: n, duration: d, stats: st,
+		originCPU: float64(o1-o0) / 100 / elapsed, edgeCPU: float64(e1-e0) / 100 / elapsed}
+	for k, c := range st.Requests {
+		r.originRequests += c - before.Requests[k]
+	}
+	r.originReqRate = float64(r.originRequests) / elapsed
+	// The origin's last part when the players stopped.
+	var edgeTime int64
+	for _, t := range st.Published {
+		if t <= end.UnixNano() && t > edgeTime {
+			edgeTime = t
+		}
+	}
+	var behind, delays []time.Duration
+	r.partsPerPlayer = -1
+	for _, res := range results {
+		r.errors = append(r.errors, res.errs...)
+		if r.partsPerPlayer < 0 || len(res.parts) < r.partsPerPlayer {
+			r.partsPerPlayer = len(res.parts)
+		}
+		if len(res.parts) == 0 {
+			behind = append(behind, d)
+			continue
+		}
+		lp := res.parts[len(res.parts)-1]
+		behind = append(behind, time.Duration(edgeTime-st.Published[lp.id.String()]))
+		for _, p := range res.parts {
+			if pub, ok := st.Published[p.id.String()]; ok {
+				delays = append(delays, p.at.Sub(time.Unix(0, pub)))
+			}
+		}
+	}
+	slices.Sort(behind)
+	slices.Sort(delays)
+	r.behindP50, r.behindMax = behind[len(behind)/2], behind[len(behind)-1]
+	if len(delays) > 0 {
+		r.delayP50, r.delayP99 = delays[len(delays)/2], delays[len(delays)*99/100]
+	}
+	return r
+}
+
+func (r loadReport) String() string {
+	return fmt.Sprintf("%d players, %v: origin %d requests (%.1f/s), CPU origin %.3f cores, edge %.3f cores; "+
+		"behind the origin's edge p50 %v max %v; part delay p50 %v p99 %v; fewest parts %d; %d errors",
+		r.players, r.duration, r.originRequests, r.originReqRate, r.originCPU, r.edgeCPU,
+		r.behindP50.Round(time.Millisecond), r.behindMax.Round(time.Millisecond),
+		r.delayP50.Round(time.Millisecond), r.delayP99.Round(time.Millisecond), r.partsPerPlayer, len(r.errors))
+}
