@@ -294,8 +294,8 @@ func testSegmentInProgress(t *testing.T, o *originProc, e *edge) {
 // -cdn.duration whatever b.N is, and reports the origin's request rate
 // and the CPU of the origin and of nginx (all its processes), from /proc:
 //
-//	go test -run '^$' -bench NginxOriginLoad -benchtime 1x -cdn.players 1 ./cdn/
-//	go test -run '^$' -bench NginxOriginLoad -benchtime 1x -cdn.players 1000 ./cdn/
+//	go test ./cdn/ -run '^$' -bench NginxOriginLoad -benchtime 1x -args -cdn.players=1
+//	go test ./cdn/ -run '^$' -bench NginxOriginLoad -benchtime 1x -args -cdn.players=1000
 func BenchmarkNginxOriginLoad(b *testing.B) {
 	o := startOrigin(b)
 	e := startNginx(b, o.addr)
