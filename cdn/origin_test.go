@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -31,8 +32,11 @@ import (
 // The origin runs in a process of its own (this test binary, started
 // again with originEnv set), so that its CPU can be read from /proc apart
 // from the simulated players'. It serves stream "b", rendition "video"
-// (the 720p test layer at 30 fps), and /_test/stats for the test.
+// (a test layer at 30 fps, the 720p one unless -cdn.layer says another),
+// and /_test/stats for the test. originEnv carries the layer's letter.
 const originEnv = "HYBRIDCAST_CDN_TEST_ORIGIN"
+
+var layer = flag.String("cdn.layer", "f", "test layer the origin serves: f (720p, 2.5 Mbit/s), h (360p) or q (180p, 250 kbit/s)")
 
 func TestMain(m *testing.M) {
 	if os.Getenv(originEnv) != "" {
@@ -108,7 +112,7 @@ func (rc *recorder) watch(ctx context.Context, rend *packager.Rendition) {
 	}
 }
 
-// runOrigin is the origin process: a packager fed with the 720p test layer
+// runOrigin is the origin process: a packager fed with a test layer
 // at 30 fps (like origin_test.go's live helper), an origin wrapped in a
 // recorder, on a loopback port it prints once the first segment is
 // complete. It ends on SIGTERM or when its stdin closes.
@@ -124,7 +128,7 @@ func runOrigin() error {
 		cancel()
 	})
 
-	clip, err := client.LoadClip(filepath.Join("..", "..", "shared", "media", "layer-f.h264"))
+	clip, err := client.LoadClip(filepath.Join("..", "..", "shared", "media", "layer-"+os.Getenv(originEnv)+".h264"))
 	if err != nil {
 		return fmt.Errorf("test media: %w", err)
 	}
@@ -215,7 +219,7 @@ type originProc struct {
 func startOrigin(tb testing.TB) *originProc {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), originEnv+"=1")
+	cmd.Env = append(os.Environ(), originEnv+"="+*layer)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -130,6 +131,8 @@ type loadReport struct {
 	players        int
 	duration       time.Duration
 	originRequests int
+	originURLs     int // distinct URLs among them
+	maxPerURL      int // the most requests the origin got for one URL
 	originReqRate  float64 // per second
 	// behind: how far each player's last part was behind the origin's
 	// last part when the run ended, in media time (the parts' publication
@@ -140,6 +143,7 @@ type loadReport struct {
 	partsPerPlayer     int // the fewest parts a player got
 	errors             []string
 	originCPU, edgeCPU float64 // cores (CPU seconds per second)
+	playersCPU         float64 // this process: the simulated players
 	stats              originStats
 }
 
@@ -155,21 +159,28 @@ func runPlayers(tb testing.TB, o *originProc, e *edge, n int, d time.Duration) l
 	defer cancel()
 	results := make([]playerResult, n)
 	var wg sync.WaitGroup
-	o0, e0, t0 := cpuTicks(o.pid, false), cpuTicks(e.pid, true), time.Now()
+	o0, e0, p0, t0 := cpuTicks(o.pid, false), cpuTicks(e.pid, true), cpuTicks(os.Getpid(), false), time.Now()
 	for i := range n {
 		wg.Go(func() { results[i] = play(ctx, c, base) })
 	}
 	<-ctx.Done()
 	end := time.Now()
-	o1, e1 := cpuTicks(o.pid, false), cpuTicks(e.pid, true)
+	o1, e1, p1 := cpuTicks(o.pid, false), cpuTicks(e.pid, true), cpuTicks(os.Getpid(), false)
 	wg.Wait()
 	elapsed := end.Sub(t0).Seconds()
 	st := o.stats(tb)
 
 	r := loadReport{players: n, duration: d, stats: st,
-		originCPU: float64(o1-o0) / 100 / elapsed, edgeCPU: float64(e1-e0) / 100 / elapsed}
+		originCPU: float64(o1-o0) / 100 / elapsed, edgeCPU: float64(e1-e0) / 100 / elapsed,
+		playersCPU: float64(p1-p0) / 100 / elapsed}
 	for k, c := range st.Requests {
-		r.originRequests += c - before.Requests[k]
+		if n := c - before.Requests[k]; n > 0 {
+			r.originRequests += n
+			r.originURLs++
+			if n > r.maxPerURL && !strings.HasSuffix(k, "/index.m3u8") { // plain playlists: 1 s TTL
+				r.maxPerURL = n
+			}
+		}
 	}
 	r.originReqRate = float64(r.originRequests) / elapsed
 	// The origin's last part when the players stopped.
@@ -208,9 +219,9 @@ func runPlayers(tb testing.TB, o *originProc, e *edge, n int, d time.Duration) l
 }
 
 func (r loadReport) String() string {
-	return fmt.Sprintf("%d players, %v: origin %d requests (%.1f/s), CPU origin %.3f cores, edge %.3f cores; "+
+	return fmt.Sprintf("%d players, %v: origin %d requests (%.1f/s) for %d URLs, at most %d per part or blocking playlist URL, CPU origin %.3f cores, edge %.3f cores, players %.2f cores; "+
 		"behind the origin's edge p50 %v max %v; part delay p50 %v p99 %v; fewest parts %d; %d errors",
-		r.players, r.duration, r.originRequests, r.originReqRate, r.originCPU, r.edgeCPU,
+		r.players, r.duration, r.originRequests, r.originReqRate, r.originURLs, r.maxPerURL, r.originCPU, r.edgeCPU, r.playersCPU,
 		r.behindP50.Round(time.Millisecond), r.behindMax.Round(time.Millisecond),
 		r.delayP50.Round(time.Millisecond), r.delayP99.Round(time.Millisecond), r.partsPerPlayer, len(r.errors))
 }
