@@ -44,7 +44,7 @@ func testLoad(t *testing.T, o *originProc, e *edge) {
 		t.Errorf("%d player errors, first: %s", len(r.errors), r.errors[0])
 	}
 	// 200 ms parts: a player that keeps up gets about five a second.
-	if min := int(loadDuration.Seconds() * 5 * 0.8); r.partsPerPlayer < min {
+	if min := int(loadDuration.Seconds() * 5 * 0.7); r.partsPerPlayer < min {
 		t.Errorf("a player got only %d parts in %v (want ≥ %d)", r.partsPerPlayer, *loadDuration, min)
 	}
 	// Keeping up: the last part a player had is about 1 s from the

@@ -1,12 +1,12 @@
 package cdn
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,15 +27,40 @@ func (p partID) less(q partID) bool {
 
 func (p partID) String() string { return fmt.Sprintf("%d.%d", p.msn, p.part) }
 
-var (
-	partRe = regexp.MustCompile(`(?m)^#EXT-X-PART:.*URI="(\d+)\.(\d+)\.m4s"`)
-	hintRe = regexp.MustCompile(`(?m)^#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(\d+)\.(\d+)\.m4s"`)
-)
-
-func parseID(m []string) partID {
-	msn, _ := strconv.ParseUint(m[1], 10, 64)
-	part, _ := strconv.Atoi(m[2])
-	return partID{msn, part}
+// playlistParts returns the parts a media playlist lists, in order, and
+// its preload hint. (Plain string scanning: the players' CPU is what limits
+// how many this machine simulates.)
+func playlistParts(pl []byte) (parts []partID, hint partID, hasHint bool) {
+	for len(pl) > 0 {
+		line := pl
+		if i := bytes.IndexByte(pl, '\n'); i >= 0 {
+			line, pl = pl[:i], pl[i+1:]
+		} else {
+			pl = nil
+		}
+		isPart := bytes.HasPrefix(line, []byte("#EXT-X-PART:"))
+		isHint := bytes.HasPrefix(line, []byte("#EXT-X-PRELOAD-HINT:TYPE=PART,"))
+		if !isPart && !isHint {
+			continue
+		}
+		i := bytes.Index(line, []byte(`URI="`))
+		if i < 0 {
+			continue
+		}
+		uri, _, _ := bytes.Cut(line[i+5:], []byte(".m4s"))
+		msn, part, _ := bytes.Cut(uri, []byte("."))
+		m, err1 := strconv.ParseUint(string(msn), 10, 64)
+		n, err2 := strconv.Atoi(string(part))
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if isPart {
+			parts = append(parts, partID{m, n})
+		} else {
+			hint, hasHint = partID{m, n}, true
+		}
+	}
+	return parts, hint, hasHint
 }
 
 // received is one part a player got, and when.
@@ -53,11 +78,12 @@ type playerResult struct {
 // play is one LL-HLS player, the way hls.js plays in low-latency mode:
 // a plain playlist request to start, then a loop of blocking playlist
 // requests for the part after the last one listed (the preload hint's
-// _HLS_msn/_HLS_part) and fetches of each new part, starting three parts
-// (PART-HOLD-BACK) from the edge. It plays until ctx ends.
+// _HLS_msn/_HLS_part, as delta updates with _HLS_skip=YES) and fetches of
+// each new part, starting three parts (PART-HOLD-BACK) from the edge. It
+// plays until ctx ends.
 func play(ctx context.Context, c *http.Client, base string) playerResult {
 	var res playerResult
-	get := func(u string) ([]byte, error) {
+	get := func(u string, keep bool) ([]byte, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return nil, err
@@ -67,11 +93,15 @@ func play(ctx context.Context, c *http.Client, base string) playerResult {
 			return nil, err
 		}
 		defer r.Body.Close()
-		b, err := io.ReadAll(r.Body)
-		if err == nil && r.StatusCode != http.StatusOK {
-			err = fmt.Errorf("%s: %s: %s", u, r.Status, strings.TrimSpace(string(b)))
+		if r.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(r.Body)
+			return nil, fmt.Errorf("%s: %s: %s", u, r.Status, strings.TrimSpace(string(b)))
 		}
-		return b, err
+		if !keep {
+			_, err = io.Copy(io.Discard, r.Body)
+			return nil, err
+		}
+		return io.ReadAll(r.Body)
 	}
 	fail := func(err error) bool {
 		if ctx.Err() != nil {
@@ -84,14 +114,14 @@ func play(ctx context.Context, c *http.Client, base string) playerResult {
 	started := false
 	next := base + "index.m3u8"
 	for ctx.Err() == nil {
-		pl, err := get(next)
+		pl, err := get(next, true)
 		if err != nil {
 			if fail(err) {
 				return res
 			}
 			continue
 		}
-		parts := partRe.FindAllStringSubmatch(string(pl), -1)
+		parts, hint, hasHint := playlistParts(pl)
 		if len(parts) == 0 {
 			if fail(fmt.Errorf("no parts in %s", next)) {
 				return res
@@ -103,12 +133,11 @@ func play(ctx context.Context, c *http.Client, base string) playerResult {
 			from, started = max(0, len(parts)-3), true
 			last = partID{}
 		}
-		for _, m := range parts[from:] {
-			id := parseID(m)
+		for _, id := range parts[from:] {
 			if !last.less(id) && last != (partID{}) {
 				continue
 			}
-			if _, err := get(fmt.Sprintf("%s%d.%d.m4s", base, id.msn, id.part)); err != nil {
+			if _, err := get(base+strconv.FormatUint(id.msn, 10)+"."+strconv.Itoa(id.part)+".m4s", false); err != nil {
 				if fail(err) {
 					return res
 				}
@@ -118,10 +147,10 @@ func play(ctx context.Context, c *http.Client, base string) playerResult {
 			last = id
 		}
 		want := partID{last.msn, last.part + 1}
-		if h := hintRe.FindStringSubmatch(string(pl)); h != nil {
-			want = parseID(h)
+		if hasHint {
+			want = hint
 		}
-		next = fmt.Sprintf("%sindex.m3u8?_HLS_msn=%d&_HLS_part=%d", base, want.msn, want.part)
+		next = base + "index.m3u8?_HLS_msn=" + strconv.FormatUint(want.msn, 10) + "&_HLS_part=" + strconv.Itoa(want.part) + "&_HLS_skip=YES"
 	}
 	return res
 }
@@ -131,8 +160,8 @@ type loadReport struct {
 	players        int
 	duration       time.Duration
 	originRequests int
-	originURLs     int // distinct URLs among them
-	maxPerURL      int // the most requests the origin got for one URL
+	originURLs     int     // distinct URLs among them
+	maxPerURL      int     // the most requests the origin got for one URL
 	originReqRate  float64 // per second
 	// behind: how far each player's last part was behind the origin's
 	// last part when the run ended, in media time (the parts' publication
