@@ -265,7 +265,7 @@ func (o *Origin) media(w http.ResponseWriter, r *http.Request) {
 			fail(w, http.StatusNotFound, "no such init segment")
 			return
 		}
-		serveBytes(w, r, data, "video/mp4", `"`+strings.TrimSuffix(file, ".mp4")+`"`)
+		serveBytes(w, r, data, "video/mp4", `"`+strings.TrimSuffix(file, ".mp4")+`"`, time.Time{})
 	case strings.HasSuffix(file, ".m4s"):
 		if rend.View().Video {
 			o.meter(s.Name()).add(time.Now(), strings.Count(file, ".") > 1)
@@ -427,11 +427,12 @@ func (o *Origin) mediaFile(w http.ResponseWriter, r *http.Request, s *packager.S
 	}
 	if part < 0 {
 		seg, _ := v.Segment(msn)
-		serveBytes(w, r, seg.Data, "video/mp4", fmt.Sprintf(`"%d"`, msn))
+		serveBytes(w, r, seg.Data, "video/mp4", fmt.Sprintf(`"%d"`, msn), seg.Start)
 		return
 	}
 	p, _ := v.Part(msn, part)
-	serveBytes(w, r, p.Data, "video/mp4", fmt.Sprintf(`"%d.%d"`, msn, part))
+	seg, _ := v.Segment(msn)
+	serveBytes(w, r, p.Data, "video/mp4", fmt.Sprintf(`"%d.%d"`, msn, part), seg.Start)
 }
 
 // segment serves segment msn: at once when it is complete, else as it is
@@ -459,7 +460,7 @@ func (o *Origin) segment(w http.ResponseWriter, r *http.Request, s *packager.Str
 	seg, _ := v.Segment(msn)
 	etag := fmt.Sprintf(`"%d"`, msn)
 	if seg.Complete {
-		serveBytes(w, r, seg.Data, "video/mp4", etag)
+		serveBytes(w, r, seg.Data, "video/mp4", etag, seg.Start)
 		return
 	}
 	// In progress: the response is the same bytes as the complete segment
@@ -468,6 +469,7 @@ func (o *Origin) segment(w http.ResponseWriter, r *http.Request, s *packager.Str
 	h.Set("Content-Type", "video/mp4")
 	h.Set("Cache-Control", cacheImmutable)
 	h.Set("ETag", etag)
+	setLastModified(h, seg.Start)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return
@@ -499,12 +501,16 @@ func (o *Origin) segment(w http.ResponseWriter, r *http.Request, s *packager.Str
 }
 
 // serveBytes serves immutable media with Range and conditional requests.
-func serveBytes(w http.ResponseWriter, r *http.Request, data []byte, ctype, etag string) {
+// modified, when known, is the Last-Modified: the start of the segment
+// (stable for the URL, and never after the bytes were written).
+func serveBytes(w http.ResponseWriter, r *http.Request, data []byte, ctype, etag string, modified time.Time) {
 	h := w.Header()
 	h.Set("Content-Type", ctype)
 	h.Set("Cache-Control", cacheImmutable)
 	h.Set("ETag", etag)
-	if r.Header.Get("Range") == "" && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Match") == "" {
+	modified = setLastModified(h, modified)
+	if r.Header.Get("Range") == "" && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Match") == "" &&
+		r.Header.Get("If-Modified-Since") == "" && r.Header.Get("If-Unmodified-Since") == "" {
 		// The common case, a plain GET: one write of the bytes we hold.
 		h.Set("Content-Length", strconv.Itoa(len(data)))
 		if r.Method != http.MethodHead {
@@ -512,7 +518,21 @@ func serveBytes(w http.ResponseWriter, r *http.Request, data []byte, ctype, etag
 		}
 		return
 	}
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	http.ServeContent(w, r, "", modified, bytes.NewReader(data))
+}
+
+// setLastModified sets Last-Modified to t, unless t is unknown or (a
+// publisher clock ahead of ours) in the future, and returns what it set.
+// Playlists and the MPD get none: they change several times a second, and
+// a validator with one-second resolution would let a cache answer 304 to
+// a player holding an older version of the same second (their ETag is
+// exact).
+func setLastModified(h http.Header, t time.Time) time.Time {
+	if t.IsZero() || t.After(time.Now()) {
+		return time.Time{}
+	}
+	h.Set("Last-Modified", t.UTC().Format(http.TimeFormat))
+	return t
 }
 
 // serveTime answers the origin's clock, ISO 8601 in UTC with milliseconds,
@@ -531,11 +551,9 @@ func (o *Origin) mpd(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	timeURL := scheme + "://" + r.Host + "/time"
+	// Scheme-relative: behind an HTTPS edge the player's page is https and
+	// resolves it to https, without the origin having to know.
+	timeURL := "//" + r.Host + "/time"
 	timer := time.NewTimer(o.cfg.StartWait)
 	defer timer.Stop()
 	for {

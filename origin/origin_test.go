@@ -326,3 +326,54 @@ func BenchmarkServeMPD(b *testing.B) {
 		}
 	}
 }
+
+// TestCacheHeaders checks the headers a cache in front of the origin
+// relies on (cdn/ replays the same through nginx and Varnish): media is
+// immutable with an ETag and a Last-Modified that do not change, and
+// answers If-None-Match and If-Modified-Since with 304; playlists vary
+// only by Accept-Encoding and carry no Last-Modified; nothing sets a
+// cookie.
+func TestCacheHeaders(t *testing.T) {
+	pk, rend := fill(t)
+	o := New(Config{Source: pk})
+	v := rend.View()
+	// fill packages ten seconds at once, so its segments start in the
+	// future; the origin sends no Last-Modified in the future. Wait for
+	// the clock to pass the first one's start (under a second).
+	seg := v.Segments[0]
+	if d := time.Until(seg.Start); d > 0 {
+		time.Sleep(d + time.Millisecond)
+	}
+	get := func(path string, hdr ...string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", path, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		w := httptest.NewRecorder()
+		o.ServeHTTP(w, req)
+		return w
+	}
+	for _, path := range []string{fmt.Sprintf("/hls/b/video/%d.1.m4s", seg.MSN), fmt.Sprintf("/hls/b/video/%d.m4s", seg.MSN)} {
+		w := get(path)
+		h := w.Header()
+		lm := h.Get("Last-Modified")
+		if w.Code != http.StatusOK || h.Get("Cache-Control") != cacheImmutable || h.Get("ETag") == "" ||
+			lm != seg.Start.UTC().Format(http.TimeFormat) || h.Get("Vary") != "" || h.Get("Set-Cookie") != "" {
+			t.Errorf("%s: %d %v", path, w.Code, h)
+		}
+		if w := get(path, "If-None-Match", h.Get("ETag")); w.Code != http.StatusNotModified {
+			t.Errorf("%s If-None-Match: %d", path, w.Code)
+		}
+		if w := get(path, "If-Modified-Since", lm); w.Code != http.StatusNotModified {
+			t.Errorf("%s If-Modified-Since: %d", path, w.Code)
+		}
+	}
+	for _, path := range []string{"/hls/b/video/index.m3u8", fmt.Sprintf("/hls/b/video/index.m3u8?_HLS_msn=%d&_HLS_part=0", seg.MSN)} {
+		w := get(path, "Accept-Encoding", "gzip")
+		h := w.Header()
+		if w.Code != http.StatusOK || h.Get("Vary") != "Accept-Encoding" || h.Get("Last-Modified") != "" ||
+			h.Get("ETag") == "" || h.Get("Set-Cookie") != "" || !strings.HasPrefix(h.Get("Cache-Control"), "public, max-age=") {
+			t.Errorf("%s: %d %v", path, w.Code, h)
+		}
+	}
+}

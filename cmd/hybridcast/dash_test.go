@@ -46,7 +46,7 @@ func TestDASHLadder(t *testing.T) {
 	defer cancel()
 	publishSimulcastAV(ctx, t, srv.URL()+"/whip/d")
 	mpd := waitMPD(t, srv.URL()+"/dash/d/manifest.mpd", 3)
-	for _, want := range []string{`type="dynamic"`, `codecs="opus"`, `availabilityTimeComplete="false"`, `<UTCTiming`, srv.URL() + "/time", "<ServiceDescription"} {
+	for _, want := range []string{`type="dynamic"`, `codecs="opus"`, `availabilityTimeComplete="false"`, `<UTCTiming`, `value="//` + strings.TrimPrefix(srv.URL(), "http://") + `/time"`, "<ServiceDescription"} {
 		if !strings.Contains(mpd, want) {
 			t.Errorf("MPD lacks %s", want)
 		}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package cdn
+
+const raceEnabled = false
