@@ -20,10 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
-
 	"github.com/hybridcast/hybridcast/internal/client"
+	"github.com/hybridcast/hybridcast/internal/livefeed"
 	"github.com/hybridcast/hybridcast/origin"
 	"github.com/hybridcast/hybridcast/packager"
 	"github.com/hybridcast/hybridcast/sfu"
@@ -142,34 +140,11 @@ func runOrigin() error {
 	reg := sfu.NewRegistry(nil)
 	pk := packager.New(packager.Config{})
 	wg.Go(func() { _ = pk.Run(ctx, reg) })
-	pub, err := reg.RouterFor("b").Publish("p")
+	stopFeed, err := livefeed.Publish(reg, "b", clip)
 	if err != nil {
 		return err
 	}
-	defer pub.Close()
-	track, err := pub.AddTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "video", Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}})
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	track.SetSenderReport(sfu.SenderReport{NTPTime: ntp(start), RTPTime: 0, Arrival: start})
-	wg.Go(func() {
-		pz := rtp.NewPacketizer(1200, 102, 1, &codecs.H264Payloader{}, rtp.NewFixedSequencer(1), 90000)
-		tick := time.NewTicker(time.Second / 30)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			f := clip.Frames[i%len(clip.Frames)]
-			for _, p := range pz.Packetize(f.Data, 3000) {
-				p.Timestamp = uint32(i * 3000)
-				_ = track.WriteRTP(p)
-			}
-		}
-	})
+	defer stopFeed()
 
 	// Wait for the rendition and its first complete segment: the packager
 	// subscribes when it sees the track (no event to wait on before that).
@@ -210,10 +185,6 @@ func runOrigin() error {
 	fmt.Println(ln.Addr().String())
 	<-ctx.Done()
 	return srv.Close()
-}
-
-func ntp(t time.Time) uint64 {
-	return uint64(t.Unix()+2208988800)<<32 | uint64(t.Nanosecond())<<32/uint64(time.Second)
 }
 
 // originProc is the origin process as the test sees it.

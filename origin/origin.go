@@ -213,6 +213,19 @@ func (o *Origin) multivariant(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
+	o.whenStarted(w, r, s, func() bool {
+		pl, ok := s.Multivariant()
+		if ok {
+			writePlaylist(w, r, pl, cacheMultivariant)
+		}
+		return ok
+	})
+}
+
+// whenStarted calls serve until it reports that it answered: at once for a
+// stream that has its first segments, else at each change of the stream
+// for up to StartWait (then 503), and 404 when the stream is not live.
+func (o *Origin) whenStarted(w http.ResponseWriter, r *http.Request, s *packager.Stream, serve func() bool) {
 	timer := time.NewTimer(o.cfg.StartWait)
 	defer timer.Stop()
 	for {
@@ -221,8 +234,7 @@ func (o *Origin) multivariant(w http.ResponseWriter, r *http.Request) {
 			fail(w, http.StatusNotFound, fmt.Sprintf("stream %q is not live", s.Name()))
 			return
 		}
-		if pl, ok := s.Multivariant(); ok {
-			writePlaylist(w, r, pl, cacheMultivariant)
+		if serve() {
 			return
 		}
 		// Live but not one segment yet: wait for the first, on any
@@ -554,33 +566,15 @@ func (o *Origin) mpd(w http.ResponseWriter, r *http.Request) {
 	// Scheme-relative: behind an HTTPS edge the player's page is https and
 	// resolves it to https, without the origin having to know.
 	timeURL := "//" + r.Host + "/time"
-	timer := time.NewTimer(o.cfg.StartWait)
-	defer timer.Stop()
-	for {
-		rends, changed := s.Renditions()
-		if len(rends) == 0 {
-			fail(w, http.StatusNotFound, fmt.Sprintf("stream %q is not live", s.Name()))
-			return
-		}
-		if m, ok := s.MPD(timeURL); ok {
-			h := w.Header()
-			h.Set("Content-Type", "application/dash+xml")
+	o.whenStarted(w, r, s, func() bool {
+		m, ok := s.MPD(timeURL)
+		if ok {
 			// Cacheable for its update period (minimumUpdatePeriod, two
 			// segments): it changes only when renditions come or go.
 			writeManifest(w, r, m, "application/dash+xml", cacheMPD)
-			return
 		}
-		select {
-		case <-changed:
-		case <-rends[0].View().Changed:
-		case <-r.Context().Done():
-			return
-		case <-timer.C:
-			w.Header().Set("Retry-After", "1")
-			fail(w, http.StatusServiceUnavailable, "stream is starting: no complete segment yet")
-			return
-		}
-	}
+		return ok
+	})
 }
 
 var gzipPool = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed); return w }}

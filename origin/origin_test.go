@@ -18,6 +18,7 @@ import (
 	"github.com/pion/rtp/codecs"
 
 	"github.com/hybridcast/hybridcast/internal/client"
+	"github.com/hybridcast/hybridcast/internal/livefeed"
 	"github.com/hybridcast/hybridcast/packager"
 	"github.com/hybridcast/hybridcast/sfu"
 )
@@ -145,38 +146,11 @@ func live(tb testing.TB, pk *packager.Packager) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = pk.Run(ctx, reg) })
-	pub, err := reg.RouterFor("b").Publish("p")
+	stop, err := livefeed.Publish(reg, "b", clip)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	track, err := pub.AddTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "video", Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	start := time.Now()
-	track.SetSenderReport(sfu.SenderReport{NTPTime: ntp(start), RTPTime: 0, Arrival: start})
-	wg.Go(func() {
-		pz := rtp.NewPacketizer(1200, 102, 1, &codecs.H264Payloader{}, rtp.NewFixedSequencer(1), 90000)
-		tick := time.NewTicker(time.Second / 30)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			f := clip.Frames[i%len(clip.Frames)]
-			for _, p := range pz.Packetize(f.Data, 3000) {
-				p.Timestamp = uint32(i * 3000)
-				_ = track.WriteRTP(p)
-			}
-		}
-	})
-	tb.Cleanup(func() { cancel(); pub.Close(); wg.Wait() })
-}
-
-func ntp(t time.Time) uint64 {
-	return uint64(t.Unix()+2208988800)<<32 | uint64(t.Nanosecond())<<32/uint64(time.Second)
+	tb.Cleanup(func() { stop(); cancel(); wg.Wait() })
 }
 
 var blockingClients = flag.Int("origin.clients", 50, "concurrent LL-HLS clients in BenchmarkBlockingPlaylist")
