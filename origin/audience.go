@@ -5,11 +5,8 @@ import (
 	"time"
 )
 
-// audienceWindow is how far back the audience estimate looks.
-const audienceWindow = 10 * time.Second
-
 // meter counts one stream's media requests (parts and segments) in
-// one-second buckets over the last audienceWindow.
+// one-second buckets over the last ten seconds.
 type meter struct {
 	mu      sync.Mutex
 	buckets [10]struct {
