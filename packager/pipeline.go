@@ -336,6 +336,14 @@ func (p *pipeline) flush() {
 				dur = opus.PacketDuration2(p.pending.nalus[0])
 			}
 		}
+		if p.startsSegment(p.pending) {
+			// The last frame opens the next segment, as it would have if
+			// the stream had gone on: every layer whose keyframe for that
+			// boundary came ends on the same segment number, so that the
+			// next publication can continue all their windows.
+			p.closePart()
+			p.closeSegment()
+		}
 		p.add(p.pending, dur)
 		p.pending = nil
 	}
