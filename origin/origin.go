@@ -383,7 +383,7 @@ func (o *Origin) waitFailed(w http.ResponseWriter, err error) {
 	fail(w, http.StatusServiceUnavailable, "server shutting down")
 }
 
-// mediaFile serves a segment ("{msn}") or a part ("{msn}.{i}"). A request
+// mediaFile serves a segment ("{msn}", see segment) or a part ("{msn}.{i}"). A request
 // for the part being written (the preload hint) or the next few is held
 // until the part is complete.
 func (o *Origin) mediaFile(w http.ResponseWriter, r *http.Request, s *packager.Stream, rend *packager.Rendition, name string) {
@@ -405,17 +405,12 @@ func (o *Origin) mediaFile(w http.ResponseWriter, r *http.Request, s *packager.S
 		return
 	}
 	have := func(v *packager.View) bool {
-		if part < 0 {
-			seg, ok := v.Segment(msn)
-			return ok && seg.Complete
-		}
 		_, ok := v.Part(msn, part)
 		return ok
 	}
 	if !have(v) {
 		nm, np, live := v.NextPart()
-		ahead := live && (msn == nm && part >= np && part < np+3 || msn == nm+1 && part >= 0 && part < 3 ||
-			part < 0 && (msn == nm || msn == nm+1))
+		ahead := live && (msn == nm && part >= np && part < np+3 || msn == nm+1 && part < 3)
 		if !ahead {
 			fail(w, http.StatusNotFound, "no such segment or part: outside the window")
 			return
@@ -436,11 +431,6 @@ func (o *Origin) mediaFile(w http.ResponseWriter, r *http.Request, s *packager.S
 			fail(w, http.StatusNotFound, "this part was not written: its segment ended first, or the publisher stopped")
 			return
 		}
-	}
-	if part < 0 {
-		seg, _ := v.Segment(msn)
-		serveBytes(w, r, seg.Data, "video/mp4", fmt.Sprintf(`"%d"`, msn), seg.Start)
-		return
 	}
 	p, _ := v.Part(msn, part)
 	seg, _ := v.Segment(msn)
