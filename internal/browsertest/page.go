@@ -189,29 +189,7 @@ func (p *Page) Stats(ctx context.Context) (Stats, error) {
 // statistics of a peer connection: getStats is a call, and WebRTC fires no
 // event when a counter changes.
 func (p *Page) WaitFor(ctx context.Context, cond func(Stats) bool) (Stats, error) {
-	ticker := time.NewTicker(pollInterval)
-	defer ticker.Stop()
-	var last Stats
-	for {
-		s, err := p.Stats(ctx)
-		if err == nil {
-			last = s
-			if cond(s) {
-				return s, nil
-			}
-		}
-		if ctx.Err() != nil {
-			b, _ := json.Marshal(last)
-			return last, fmt.Errorf("browsertest: %s: condition not met: %w; last stats: %s", p.name, context.Cause(ctx), b)
-		}
-		if err != nil {
-			return last, err
-		}
-		select {
-		case <-ctx.Done():
-		case <-ticker.C:
-		}
-	}
+	return poll(ctx, p.name, p.Stats, cond)
 }
 
 // Stop deletes the WHIP and WHEP resources of the page (HTTP DELETE on their
@@ -226,4 +204,33 @@ func (p *Page) Stop(ctx context.Context) error {
 		return fmt.Errorf("browsertest: %s: stop: %s", p.name, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// poll reads a state with read every pollInterval until cond returns true
+// for it, and returns it. A read error ends the wait; when ctx ends first,
+// it returns the last state and an error that shows it.
+func poll[T any](ctx context.Context, name string, read func(context.Context) (T, error), cond func(T) bool) (T, error) {
+	ticker := time.NewTicker(pollInterval)
+	defer ticker.Stop()
+	var last T
+	for {
+		s, err := read(ctx)
+		if err == nil {
+			last = s
+			if cond(s) {
+				return s, nil
+			}
+		}
+		if ctx.Err() != nil {
+			b, _ := json.Marshal(last)
+			return last, fmt.Errorf("browsertest: %s: condition not met: %w; last stats: %s", name, context.Cause(ctx), b)
+		}
+		if err != nil {
+			return last, err
+		}
+		select {
+		case <-ctx.Done():
+		case <-ticker.C:
+		}
+	}
 }

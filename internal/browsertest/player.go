@@ -2,7 +2,6 @@ package browsertest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -160,29 +159,7 @@ func (p *Player) Stats(ctx context.Context) (PlayerStats, error) {
 // an error that shows it. (The media element has events, but the counters
 // that tests wait for, such as decoded frames or latency, have none.)
 func (p *Player) WaitFor(ctx context.Context, cond func(PlayerStats) bool) (PlayerStats, error) {
-	ticker := time.NewTicker(pollInterval)
-	defer ticker.Stop()
-	var last PlayerStats
-	for {
-		s, err := p.Stats(ctx)
-		if err == nil {
-			last = s
-			if cond(s) {
-				return s, nil
-			}
-		}
-		if ctx.Err() != nil {
-			b, _ := json.Marshal(last)
-			return last, fmt.Errorf("browsertest: %s: condition not met: %w; last stats: %s", p.page.name, context.Cause(ctx), b)
-		}
-		if err != nil {
-			return last, err
-		}
-		select {
-		case <-ctx.Done():
-		case <-ticker.C:
-		}
-	}
+	return poll(ctx, p.page.name, p.Stats, cond)
 }
 
 // Sample reads the state of the player every interval for the duration d,
