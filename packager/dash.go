@@ -24,10 +24,7 @@ func (s *Stream) timeline() (epoch time.Time, startNumber uint64, ok bool) {
 	if p.firstIdx < 0 {
 		return time.Time{}, 0, false
 	}
-	if p.contBase > 0 {
-		return p.epoch, p.contBase - uint64(p.firstIdx), true
-	}
-	return p.epoch, p.gridBase, true
+	return p.epoch, p.startNumber(), true
 }
 
 // roundBandwidth keeps two significant digits, so that the MPD does not

@@ -288,19 +288,23 @@ func (p *publication) firstMSN(idx int64) (msn uint64, ok bool) {
 	defer p.mu.Unlock()
 	if p.firstIdx < 0 {
 		p.firstIdx = idx
-		first := p.gridBase + uint64(idx)
-		if p.contBase > 0 {
-			first = p.contBase
-		}
-		p.s.log.Info("packaging publication", "first_msn", first)
+		p.s.log.Info("packaging publication", "first_msn", p.startNumber()+uint64(idx))
 	}
 	if idx < p.firstIdx {
 		return 0, false
 	}
+	return p.startNumber() + uint64(idx), true
+}
+
+// startNumber is the number of the segment at grid index 0 (DASH's
+// startNumber): the grid's own index on a new stream, or the stream's next
+// number less the first segment's index when it continues. p.mu is held
+// and firstIdx is set.
+func (p *publication) startNumber() uint64 {
 	if p.contBase > 0 {
-		return p.contBase + uint64(idx-p.firstIdx), true
+		return p.contBase - uint64(p.firstIdx)
 	}
-	return p.gridBase + uint64(idx), true
+	return p.gridBase
 }
 
 // ended reports whether the publication's tracks are gone from tracks.
