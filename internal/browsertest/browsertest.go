@@ -70,6 +70,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/media"
 	"github.com/chromedp/chromedp"
 
 	"github.com/hybridcast/hybridcast/web"
@@ -331,6 +333,13 @@ func (b *Browser) NewPage(ctx context.Context) (*Page, error) {
 	return b.openTab(ctx, "page", b.pageURL)
 }
 
+// enableMedia turns on the media domain of a tab, whose events carry
+// Chromium's media log (see Page.onEvent).
+var enableMedia = chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+	_, err := cdp.Call(ctx, t, media.Enable, cdp.Empty{})
+	return err
+})
+
 // openTab opens a new tab on url; kind names the tab in logs.
 func (b *Browser) openTab(ctx context.Context, kind, url string) (*Page, error) {
 	b.t.Helper()
@@ -342,7 +351,8 @@ func (b *Browser) openTab(ctx context.Context, kind, url string) (*Page, error) 
 	// As with the browser, the first Run binds the tab to its context, so
 	// ctx cannot be given to it; close the tab instead when ctx ends.
 	done := make(chan error, 1)
-	go func() { done <- chromedp.Do(tctx, chromedp.Navigate(url)) }()
+	// The media domain reports Chromium's media log (see Page.onEvent).
+	go func() { done <- chromedp.Do(tctx, enableMedia, chromedp.Navigate(url)) }()
 	var err error
 	select {
 	case err = <-done:

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/media"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -62,6 +64,28 @@ func (p *Page) onEvent(ev any) {
 		msg = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " "))
 	case *runtime.EventExceptionThrown:
 		msg = "exception: " + exceptionText(ev.ExceptionDetails)
+	case *media.EventPlayerMessagesLogged:
+		// Chromium's media log (chrome://media-internals): what its
+		// demuxer and decoders say about appended data, which the
+		// players never see. Warnings and errors only, unless
+		// HYBRIDCAST_MEDIA_LOG=all.
+		all := os.Getenv("HYBRIDCAST_MEDIA_LOG") == "all"
+		var lines []string
+		for _, m := range ev.Messages {
+			if all || m.Level == media.PlayerMessageLevelWarning || m.Level == media.PlayerMessageLevelError {
+				lines = append(lines, fmt.Sprintf("%s: %s", m.Level, m.Message))
+			}
+		}
+		if len(lines) == 0 {
+			return
+		}
+		msg = "media log: " + strings.Join(lines, "; ")
+	case *media.EventPlayerErrorsRaised:
+		parts := make([]string, 0, len(ev.Errors))
+		for _, e := range ev.Errors {
+			parts = append(parts, fmt.Sprintf("%s %d %s", e.ErrorType, e.Code, e.Data))
+		}
+		msg = "media error: " + strings.Join(parts, "; ")
 	default:
 		return
 	}

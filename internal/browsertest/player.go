@@ -374,3 +374,6 @@ func Median(d []time.Duration) time.Duration {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// Page returns the tab that plays, for Eval of what PlayerStats lacks.
+func (p *Player) Page() *Page { return p.page }
