@@ -249,6 +249,9 @@ type publication struct {
 	// by the first rendition that opens one; -1 before.
 	firstIdx int64
 
+	// align gives the video layers one timeline, frame for frame.
+	align frameAligner
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }

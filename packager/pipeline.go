@@ -3,6 +3,7 @@ package packager
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"time"
 
@@ -35,6 +36,7 @@ type pipeline struct {
 	mapped   bool
 	base     int64 // decode time (ticks since the epoch) of the first frame
 	t0       int64 // extended RTP timestamp of the first frame
+	settled  bool  // video: its timeline is aligned with the other layers' (frameAligner)
 	waitKey  bool
 	lastDTS  int64
 	haveLast bool
@@ -121,6 +123,9 @@ func (p *pipeline) frame(f *depack.Frame) {
 		return
 	}
 	dts := p.base + (f.Timestamp - p.t0)
+	if p.video {
+		dts = p.alignFrame(dts)
+	}
 	if dts < 0 || (p.haveLast && dts <= p.lastDTS) {
 		// Before the publication's epoch, or not after the last frame (a
 		// publisher's timestamps went backwards): skip it, and for video
@@ -157,6 +162,28 @@ func (p *pipeline) frame(f *depack.Frame) {
 		}
 	}
 	p.pending = next
+}
+
+// alignFrame moves the layer's timeline onto its sibling layers' frame
+// times before its first segment (see frameAligner), and records the times
+// of a settled layer's frames for the others. It returns dts, moved.
+func (p *pipeline) alignFrame(dts int64) int64 {
+	if !p.settled && !p.opened {
+		adj, ok := p.pub.align.align(ticksToDuration(dts, p.rate))
+		if ok {
+			shift := int64(math.Round(adj.Seconds() * float64(p.rate)))
+			p.base += shift
+			dts += shift
+			p.settled = true
+			if shift != 0 {
+				p.log.Debug("timeline aligned with the other layers", "shift_ticks", shift)
+			}
+		}
+	}
+	if p.settled {
+		p.pub.align.note(ticksToDuration(dts, p.rate))
+	}
+	return dts
 }
 
 // mapClock fixes the track's mapping from RTP time to the publication's

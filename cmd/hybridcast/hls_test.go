@@ -145,11 +145,14 @@ var segLineRE = regexp.MustCompile(`(?m)^(\d+)\.m4s$`)
 
 // checkAlignment fetches every complete segment the variants have in
 // common and compares the decode time of their first samples: they must be
-// equal within one frame (3000 ticks at 90 kHz, 30 fps). Each layer's RTP
-// clock is mapped through its own RTCP sender reports, which differ by
-// well under a millisecond; 90 ticks (1 ms) of slack cover that, so a
-// layer that cut one frame later than the others still passes and one
-// that cut two frames later fails.
+// equal within one frame (3000 ticks at 90 kHz, 30 fps), so a layer that
+// cut one frame later than the others passes and one that cut two frames
+// later fails. And the frames themselves must line up exactly: the test
+// publisher sends frame i of every layer with RTP time i×3000, so the
+// first decode times differ by whole frames. (Each layer's RTP clock is
+// mapped through its own sender reports, which differ by a fraction of a
+// millisecond; the packager aligns the layers' timelines, without which
+// they would differ by a few ticks.)
 func checkAlignment(t *testing.T, base string, uris []string) {
 	t.Helper()
 	segs := make([]map[string]bool, len(uris))
@@ -180,8 +183,14 @@ func checkAlignment(t *testing.T, base string, uris []string) {
 		}
 		t.Logf("segment %s: first decode times %v", msn, times)
 		lo, hi := slices.Min(times), slices.Max(times)
-		if hi-lo > 3000+90 {
+		if hi-lo > 3000 {
 			t.Errorf("segment %s: first decode times %v differ by %d ticks, more than one frame", msn, times, hi-lo)
+		}
+		for _, tm := range times {
+			if (tm-lo)%3000 != 0 {
+				t.Errorf("segment %s: first decode times %v are not whole frames apart: the layers' timelines are not aligned", msn, times)
+				break
+			}
 		}
 		checked++
 	}
