@@ -23,6 +23,7 @@ type watchState struct {
 	Error         *string `json:"error"`
 	Reason        *string `json:"reason"`
 	HLSPlayer     *string `json:"hlsPlayer"`
+	Audio         *string `json:"audio"`
 	StartedMs     int     `json:"startedMs"`
 	FallbackMs    *int    `json:"fallbackMs"`
 	Paused        bool    `json:"paused"`
@@ -240,6 +241,9 @@ func TestWatchFallsBackAtViewerCap(t *testing.T) {
 		t.Errorf("fallback reason %v, want the viewer limit", deref(ws.Reason))
 	}
 	t.Logf("second viewer: %s via %v, %dx%d, t=%.1f s, latency %v ms, reason %q", ws.Path, deref(ws.HLSPlayer), ws.Width, ws.Height, ws.CurrentTime, deref(ws.LatencyMs), deref(ws.Reason))
+	if deref(ws.Audio) != "opus" {
+		t.Errorf("audio %q over LL-HLS in Chromium, want opus", deref(ws.Audio))
+	}
 	before := ws.CurrentTime
 	if _, err := browsertest.WaitEval(ctx, second, hcExpr, func(s watchState) bool { return s.CurrentTime > before+1 && len(s.Levels) == 3 }); err != nil {
 		t.Fatal(err)
@@ -252,6 +256,61 @@ func TestWatchFallsBackAtViewerCap(t *testing.T) {
 		t.Errorf("the page does not say it plays LL-HLS because of the limit:\n%s", text)
 	}
 	shoot(ctx, t, second, "watch-hls")
+}
+
+// TestWatchHLSWithoutOpus plays /watch in a browser whose MSE cannot decode
+// Opus in MP4 and that has no WebRTC, as Safari before 17 on a network
+// that blocks WebRTC. Safari cannot run here, so an init script makes
+// Chromium answer MediaSource.isTypeSupported(opus) with false and removes
+// RTCPeerConnection. Every variant names opus in its CODECS, so hls.js
+// would find none playable; the page must play the video without sound,
+// keep the quality ladder, and say why.
+func TestWatchHLSWithoutOpus(t *testing.T) {
+	srv := startServer(t)
+	needPlayers(t, srv)
+	b := browsertest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	publishSimulcastAV(ctx, t, srv.URL()+"/whip/t")
+	waitVariants(t, srv.URL()+"/hls/t/index.m3u8", 3)
+
+	const noOpusNoWebRTC = `(() => {
+	  for (const MS of [window.MediaSource, window.ManagedMediaSource]) {
+	    if (!MS) continue;
+	    const real = MS.isTypeSupported.bind(MS);
+	    MS.isTypeSupported = type => /opus/i.test(type) ? false : real(type);
+	  }
+	  window.RTCPeerConnection = undefined;
+	})();`
+	page, err := b.Open(ctx, srv.URL()+"/watch/t", browsertest.WithInitScript(noOpusNoWebRTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := browsertest.Eval[bool](ctx, page, `MediaSource.isTypeSupported('audio/mp4; codecs="opus"')`); err != nil || ok {
+		t.Fatalf("the init script did not take: opus supported %v, %v", ok, err)
+	}
+	ws, err := browsertest.WaitEval(ctx, page, hcExpr, func(s watchState) bool {
+		return s.Path == "hls" && s.CurrentTime > 2 && s.Width > 0 && len(s.Levels) == 3 || s.Error != nil || s.Path == "webrtc"
+	})
+	if err != nil || ws.Path != "hls" || ws.Error != nil {
+		t.Fatalf("watch without Opus: %v; state %+v", err, ws)
+	}
+	if deref(ws.Audio) != "none" {
+		t.Errorf("audio %q, want none", deref(ws.Audio))
+	}
+	audioBytes, err := browsertest.Eval[int](ctx, page, "document.getElementById('video').webkitAudioDecodedByteCount")
+	if err != nil || audioBytes != 0 {
+		t.Errorf("audio decoded: %d bytes, %v; want none", audioBytes, err)
+	}
+	text, err := browsertest.Eval[string](ctx, page, "document.body.innerText")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "Opus") || !strings.Contains(text, "without sound") {
+		t.Errorf("the page does not say it plays without sound for lack of Opus:\n%s", text)
+	}
+	t.Logf("without Opus: %s via %v, %dx%d, t=%.1f s, %d levels, reason %q", ws.Path, deref(ws.HLSPlayer), ws.Width, ws.Height, ws.CurrentTime, len(ws.Levels), deref(ws.Reason))
+	shoot(ctx, t, page, "watch-hls-no-opus")
 }
 
 // TestWatchFallsBackWhenWebRTCUnreachable: Chromium with the WebRTC IP

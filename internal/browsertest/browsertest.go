@@ -72,6 +72,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/media"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/hybridcast/hybridcast/web"
@@ -340,8 +341,9 @@ var enableMedia = chromedp.Func(func(ctx context.Context, t *chromedp.Target) er
 	return err
 })
 
-// openTab opens a new tab on url; kind names the tab in logs.
-func (b *Browser) openTab(ctx context.Context, kind, url string) (*Page, error) {
+// openTab opens a new tab on url; kind names the tab in logs. The scripts
+// run in every document of the tab before its own.
+func (b *Browser) openTab(ctx context.Context, kind, url string, scripts ...string) (*Page, error) {
 	b.t.Helper()
 	p := &Page{t: b.t, name: fmt.Sprintf("%s %d", kind, b.pages.Add(1))}
 	tctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithListener(p.onEvent))
@@ -352,7 +354,15 @@ func (b *Browser) openTab(ctx context.Context, kind, url string) (*Page, error) 
 	// ctx cannot be given to it; close the tab instead when ctx ends.
 	done := make(chan error, 1)
 	// The media domain reports Chromium's media log (see Page.onEvent).
-	go func() { done <- chromedp.Do(tctx, enableMedia, chromedp.Navigate(url)) }()
+	steps := []chromedp.Action[chromedp.Void]{enableMedia}
+	for _, js := range scripts {
+		steps = append(steps, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: js})
+			return err
+		}))
+	}
+	steps = append(steps, chromedp.Navigate(url))
+	go func() { done <- chromedp.Do(tctx, steps...) }()
 	var err error
 	select {
 	case err = <-done:

@@ -20,9 +20,28 @@ import (
 // the test ends, or earlier with Page.Close. ctx bounds the opening only.
 // The methods for the embedded page (Publish, Play, Stats, …) do not work
 // on such a tab.
-func (b *Browser) Open(ctx context.Context, url string) (*Page, error) {
+func (b *Browser) Open(ctx context.Context, url string, opts ...OpenOption) (*Page, error) {
 	b.t.Helper()
-	return b.openTab(ctx, "tab", url)
+	var o openOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return b.openTab(ctx, "tab", url, o.initScripts...)
+}
+
+// OpenOption tunes Open.
+type OpenOption func(*openOptions)
+
+type openOptions struct {
+	initScripts []string
+}
+
+// WithInitScript runs the JavaScript js in the tab's every document before
+// the document's own scripts: to stand in for a browser feature that this
+// Chromium has and another browser lacks, for example. A test that uses it
+// says what it imitates and why the real thing cannot run here.
+func WithInitScript(js string) OpenOption {
+	return func(o *openOptions) { o.initScripts = append(o.initScripts, js) }
 }
 
 // Eval evaluates the JavaScript expression expr in the tab p, waits for the
