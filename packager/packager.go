@@ -146,11 +146,25 @@ func (s *Stream) Name() string { return s.name }
 func (s *Stream) Config() Config { return s.cfg }
 
 // Renditions returns the current publication's renditions (none when the
-// stream is not live) and a channel closed when that set changes.
+// stream is not live), video first by picture height (highest first),
+// audio last, and a channel closed when that set changes. The
+// order is taken at the call: a layer's size is known only once its SPS
+// has arrived, so that layer names (h/m/l, q/h/f, SSRCs) never decide it.
 func (s *Stream) Renditions() ([]*Rendition, <-chan struct{}) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.live), s.changed
+	live, changed := slices.Clone(s.live), s.changed
+	s.mu.Unlock()
+	slices.SortFunc(live, func(a, b *Rendition) int {
+		va, vb := a.View(), b.View()
+		if va.Video != vb.Video {
+			if va.Video {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(vb.Height, va.Height), cmp.Compare(a.name, b.name))
+	})
+	return live, changed
 }
 
 // Rendition returns the named rendition of the current publication.
@@ -369,8 +383,8 @@ func (p *publication) add(t *sfu.Track) {
 	p.s.setLive(live)
 }
 
-// liveRenditions lists the packaged renditions, video by picture height
-// then bitrate (highest first), audio last. p.mu is held.
+// liveRenditions lists the packaged renditions (Stream.Renditions orders
+// them). p.mu is held.
 func (p *publication) liveRenditions() []*Rendition {
 	var out []*Rendition
 	for _, x := range p.pipes {
@@ -378,16 +392,6 @@ func (p *publication) liveRenditions() []*Rendition {
 			out = append(out, x.p.rend)
 		}
 	}
-	slices.SortFunc(out, func(a, b *Rendition) int {
-		va, vb := a.View(), b.View()
-		if va.Video != vb.Video {
-			if va.Video {
-				return -1
-			}
-			return 1
-		}
-		return cmp.Or(cmp.Compare(vb.Height, va.Height), cmp.Compare(a.name, b.name))
-	})
 	return out
 }
 

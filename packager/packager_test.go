@@ -103,3 +103,46 @@ func TestPackagerGolden(t *testing.T) {
 		t.Errorf("first segment %d at %v, want %d at 12:00:01.5 (the first keyframe after the first boundary)", first.MSN, first.Start, t0.Unix()+1)
 	}
 }
+
+// TestMultivariantOrder packages two layers whose names sort the other way
+// round from their sizes (as Chromium's rids h, m, l do, or SSRC-named
+// layers): the multivariant playlist still lists the larger picture first,
+// the variant a client that reads the first one starts with.
+func TestMultivariantOrder(t *testing.T) {
+	small, err := client.LoadClip(filepath.Join("..", "..", "shared", "media", "layer-q.h264"))
+	if err != nil {
+		t.Fatalf("test media: %v", err)
+	}
+	large, err := client.LoadClip(filepath.Join("..", "..", "shared", "media", "layer-h.h264"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 500_000_000, time.UTC)
+	now := t0
+	pk := New(Config{Now: func() time.Time { return now }})
+	s := pk.stream("order")
+	pub := s.newPublication()
+	defer pub.close()
+	var rends []*Rendition
+	for _, l := range []struct {
+		id   string
+		clip *client.Clip
+	}{{"video-a", small}, {"video-b", large}} {
+		track := sfu.NewTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: l.id, Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}})
+		defer track.Close()
+		track.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(t0), RTPTime: 0, Arrival: t0})
+		p := newPipeline(pub, s.rendition(track), track, true)
+		feed(t, p, l.clip, 0, 90, 0, 0)
+		rends = append(rends, p.rend)
+	}
+	now = t0.Add(3 * time.Second)
+	s.setLive(rends) // in name order, small first
+	mv, ok := s.Multivariant()
+	if !ok {
+		t.Fatal("no multivariant playlist")
+	}
+	first, second := strings.Index(string(mv), "RESOLUTION=640x360"), strings.Index(string(mv), "RESOLUTION=320x180")
+	if first < 0 || second < 0 || first > second {
+		t.Errorf("want 640x360 listed before 320x180:\n%s", mv)
+	}
+}
