@@ -41,16 +41,22 @@ func Publish(reg *sfu.Registry, stream string, clip *client.Clip) (stop func(), 
 		pz := rtp.NewPacketizer(1200, 102, 1, &codecs.H264Payloader{}, rtp.NewFixedSequencer(1), 90000)
 		tick := time.NewTicker(time.Second / 30)
 		defer tick.Stop()
-		for i := 0; ; i++ {
+		for i := 0; ; {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
 			}
-			f := clip.Frames[i%len(clip.Frames)]
-			for _, p := range pz.Packetize(f.Data, 3000) {
-				p.Timestamp = uint32(i * 3000)
-				_ = track.WriteRTP(p)
+			// Every frame that is due by now, not one per tick: a ticker
+			// drops ticks when this goroutine runs late (a busy machine),
+			// and the stream would fall behind the wall clock that its
+			// sender report ties it to, as no camera does.
+			for due := int(time.Since(start) * 30 / time.Second); i <= due; i++ {
+				f := clip.Frames[i%len(clip.Frames)]
+				for _, p := range pz.Packetize(f.Data, 3000) {
+					p.Timestamp = uint32(i * 3000)
+					_ = track.WriteRTP(p)
+				}
 			}
 		}
 	})
