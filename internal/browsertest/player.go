@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hybridcast/hybridcast/web"
@@ -40,7 +42,9 @@ func WithTargetLatency(d time.Duration) PlayerOption {
 // configuration object of new Hls(...) for hls.js, over {lowLatencyMode:
 // true}; the object given to player.updateSettings for dash.js, over the
 // harness's defaults (live catch-up on, the helper's server as the default
-// UTC time source). cfg must encode as JSON.
+// UTC time source). cfg must encode as JSON. The hls.js player carries the
+// watch page's work-around for hls.js's 0.2 s buffer padding (a segment's
+// last part left unloaded); {"hybridcastPadding": false} turns it off.
 //
 //	browsertest.WithPlayerConfig(map[string]any{"maxLiveSyncPlaybackRate": 1.5})
 //	browsertest.WithPlayerConfig(map[string]any{"streaming": map[string]any{"liveCatchup": map[string]any{"maxDrift": 2}}})
@@ -348,6 +352,35 @@ func (s PlayerStats) StallTime() time.Duration {
 // presented frame, and whether that frame came.
 func (s PlayerStats) FirstFrame() (time.Duration, bool) {
 	return msDuration(s.FirstFrameMs), s.FirstFrameMs > 0
+}
+
+// Timeline renders samples one line each (seconds since the first,
+// currentTime, buffered end, latency and target, playback rate, level,
+// stall count, errors), the errors that are new at a sample listed under
+// it: what a failing test prints to say how playback went.
+func Timeline(samples []PlayerStats) string {
+	var b strings.Builder
+	if len(samples) == 0 {
+		return "(no samples)\n"
+	}
+	ms := func(p *float64) string {
+		if p == nil {
+			return "-"
+		}
+		return strconv.FormatFloat(*p/1000, 'f', 3, 64)
+	}
+	fmt.Fprintf(&b, "from %s\n", time.UnixMilli(int64(samples[0].WallMs)).UTC().Format("15:04:05.000"))
+	errs := 0
+	for _, s := range samples {
+		fmt.Fprintf(&b, "%6.2fs cur %7.3f buf %7.3f lat %s tgt %s rate %.2f level %d stalls %d stalled %v\n",
+			(s.WallMs-samples[0].WallMs)/1000, s.CurrentTime, s.BufferEnd, ms(s.LatencyMs), ms(s.TargetLatencyMs),
+			s.PlaybackRate, s.Level, s.Stalls, s.Stalled)
+		for ; errs < len(s.Errors); errs++ {
+			e := s.Errors[errs]
+			fmt.Fprintf(&b, "        error %s %s fatal=%v\n", e.Type, e.Details, e.Fatal)
+		}
+	}
+	return b.String()
 }
 
 // Latencies returns the known latencies of the samples, in order.
