@@ -164,6 +164,11 @@ func startNginx(tb testing.TB, originAddr string) *edge {
 		"HC_CACHE_DIR":  filepath.Join(dir, "cache"),
 		"HC_RUN_DIR":    dir,
 	})
+	// The shipped config logs no requests; the test logs them all, and a
+	// failing test prints the slow ones.
+	accessLog := filepath.Join(dir, "access.log")
+	conf = strings.Replace(conf, "access_log off;", `log_format hc '$msec $request_time $upstream_cache_status $status "$request" upstream=$upstream_response_time';
+    access_log `+accessLog+` hc;`, 1)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		tb.Fatal(err)
@@ -176,11 +181,32 @@ func startNginx(tb testing.TB, originAddr string) *edge {
 			if b, _ := os.ReadFile(filepath.Join(dir, "error.log")); len(b) > 0 {
 				tb.Logf("nginx error.log:\n%s", b)
 			}
+			tb.Logf("nginx requests that took 0.5 s or more:\n%s", slowRequests(accessLog, 0.5))
 		}
 	})
 	waitListening(tb, listen, exited)
 	waitListening(tb, tlsListen, exited)
 	return &edge{url: "http://" + listen, tlsURL: "https://" + tlsListen, cert: certPEM, pid: cmd.Process.Pid, dir: dir}
+}
+
+// slowRequests returns the lines of an access log in the test's format
+// whose request time is at least min seconds.
+func slowRequests(path string, minSeconds float64) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	var out strings.Builder
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		if d, err := strconv.ParseFloat(f[1], 64); err == nil && d >= minSeconds {
+			out.WriteString(line)
+		}
+	}
+	return out.String()
 }
 
 // startVarnish runs the shipped VCL in front of originAddr.
