@@ -146,10 +146,15 @@ func scanElements(b []byte, start int, two bool, tg *ridTag) (used int, hasMid, 
 		var id uint8
 		var size int
 		if !two {
-			id = b[i] >> 4
-			if id == 0 { // padding byte
+			if b[i] == 0 { // padding byte
 				i++
 				continue
+			}
+			id = b[i] >> 4
+			if id == 0 {
+				// Padding that is not a zero byte: receivers differ (libwebrtc
+				// skips one byte, pion reads an element), so leave it alone.
+				return 0, false, false
 			}
 			if id == oneByteIDReserve {
 				return 0, false, false
