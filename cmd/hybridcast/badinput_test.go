@@ -39,16 +39,24 @@ func offerSDP(t *testing.T, dir webrtc.RTPTransceiverDirection) string {
 // its video section.
 func withVideoAttrs(t *testing.T, offer string, attrs ...string) string {
 	t.Helper()
+	return mungeVideo(t, offer, func(md *sdp.MediaDescription) {
+		for _, a := range attrs {
+			k, v, _ := strings.Cut(a, ":")
+			md.Attributes = append(md.Attributes, sdp.NewAttribute(k, v))
+		}
+	})
+}
+
+// mungeVideo returns offer with change applied to its video sections.
+func mungeVideo(t testing.TB, offer string, change func(*sdp.MediaDescription)) string {
+	t.Helper()
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(offer); err != nil {
 		t.Fatal(err)
 	}
 	for _, md := range sd.MediaDescriptions {
 		if md.MediaName.Media == "video" {
-			for _, a := range attrs {
-				k, v, _ := strings.Cut(a, ":")
-				md.Attributes = append(md.Attributes, sdp.NewAttribute(k, v))
-			}
+			change(md)
 		}
 	}
 	b, err := sd.Marshal()

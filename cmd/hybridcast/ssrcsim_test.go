@@ -3,10 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/hybridcast/hybridcast/internal/client"
-	"github.com/pion/ice/v4"
+	"github.com/hybridcast/hybridcast/sfu"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
@@ -79,36 +78,18 @@ func (s *ssrcSimTrack) writeFrame(layer string, au []byte, ts uint32) {
 // a=ssrc cname/msid pair per SSRC, as Chrome's munged simulcast offers look.
 func ssrcSimOffer(t testing.TB, offer string, order []string) string {
 	t.Helper()
-	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(offer); err != nil {
-		t.Fatal(err)
-	}
-	for _, md := range sd.MediaDescriptions {
-		if md.MediaName.Media != "video" {
-			continue
-		}
-		var attrs []sdp.Attribute
-		for _, a := range md.Attributes {
-			if a.Key != "ssrc" && a.Key != "ssrc-group" {
-				attrs = append(attrs, a)
-			}
-		}
+	return mungeVideo(t, offer, func(md *sdp.MediaDescription) {
+		md.Attributes = slices.DeleteFunc(md.Attributes, func(a sdp.Attribute) bool { return a.Key == "ssrc" || a.Key == "ssrc-group" })
 		group := "SIM"
 		for _, l := range order {
 			group += " " + strconv.FormatUint(uint64(ssrcLayers[l]), 10)
 		}
-		attrs = append(attrs, sdp.NewAttribute("ssrc-group", group))
+		md.Attributes = append(md.Attributes, sdp.NewAttribute("ssrc-group", group))
 		for _, l := range order {
 			s := strconv.FormatUint(uint64(ssrcLayers[l]), 10)
-			attrs = append(attrs, sdp.NewAttribute("ssrc", s+" cname:sim"), sdp.NewAttribute("ssrc", s+" msid:sim video"))
+			md.Attributes = append(md.Attributes, sdp.NewAttribute("ssrc", s+" cname:sim"), sdp.NewAttribute("ssrc", s+" msid:sim video"))
 		}
-		md.Attributes = attrs
-	}
-	b, err := sd.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	})
 }
 
 // publishSSRCSimulcast publishes the three H.264 test layers as one video
@@ -122,26 +103,16 @@ func publishSSRCSimulcast(ctx context.Context, t testing.TB, url string, order [
 	for _, l := range order {
 		clips[l] = loadClip(t, files[l])
 	}
-	m := &webrtc.MediaEngine{}
-	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine:  "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-		RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}
-	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codec, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
-		t.Fatal(err)
-	}
+	m := h264MediaEngine(t)
 	if withMid {
 		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.SDESMidURI}, webrtc.RTPCodecTypeVideo); err != nil {
 			t.Fatal(err)
 		}
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	// An empty interceptor registry: pion's defaults would offer the RID
 	// header extension, which such a publisher does not.
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(se)).
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
+		webrtc.WithSettingEngine(publisherSettings(func(ip net.IP) bool { return ip.IsLoopback() }))).
 		NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -150,32 +121,12 @@ func publishSSRCSimulcast(ctx context.Context, t testing.TB, url string, order [
 	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
 		t.Fatal(err)
 	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	body := ssrcSimOffer(t, pc.LocalDescription().SDP, order)
+	body := ssrcSimOffer(t, gatheredOffer(t, pc), order)
 	if strings.Contains(body, sdp.SDESRTPStreamIDURI) || strings.Contains(body, "a=rid") || strings.Contains(body, "transport-wide-cc") {
 		t.Fatalf("the SSRC simulcast offer has RID or TWCC header extensions:\n%s", body)
 	}
-	req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/sdp")
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 201 {
-		t.Fatalf("WHIP: %d %s", res.StatusCode, answer)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+	answer, _ := postWHIP(ctx, t, url, body)
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
@@ -203,7 +154,19 @@ func publishSSRCSimulcast(ctx context.Context, t testing.TB, url string, order [
 		_ = pc.Close()
 		wg.Wait()
 	})
-	return string(answer)
+	return answer
+}
+
+// streamVideo lists the video layers of one stream in /api/streams.
+func streamVideo(t testing.TB, base, stream string) []sfu.TrackEntry {
+	t.Helper()
+	var out []sfu.TrackEntry
+	for _, s := range getStreams(t, base) {
+		if s.Name == stream {
+			out = append(out, videoLayers([]sfu.StreamStats{s})...)
+		}
+	}
+	return out
 }
 
 // TestPionSSRCSimulcastLayers: three H.264 layers from a pion publisher that
@@ -236,50 +199,25 @@ func TestPionSSRCSimulcastLayers(t *testing.T) {
 		// Measurements need a second of media; no event tells when (polled).
 		waitForCtx(ctx, t, func() bool {
 			n := 0
-			for _, s := range getStreams(t, srv.URL()) {
-				if s.Name != stream {
-					continue
-				}
-				for _, l := range s.Tracks {
-					if l.Kind == "video" && l.Bitrate > 0 && l.Width > 0 {
-						n++
-					}
+			for _, l := range streamVideo(t, srv.URL(), stream) {
+				if l.Bitrate > 0 && l.Width > 0 {
+					n++
 				}
 			}
 			return n == 3
 		})
-		for _, s := range getStreams(t, srv.URL()) {
-			if s.Name != stream {
-				continue
-			}
-			for _, l := range s.Tracks {
-				t.Logf("order %v: layer %s %dx%d %d bit/s", order, l.ID, l.Width, l.Height, l.Bitrate)
-			}
+		for _, l := range streamVideo(t, srv.URL(), stream) {
+			t.Logf("order %v: layer %s %dx%d %d bit/s", order, l.ID, l.Width, l.Height, l.Bitrate)
 		}
 		for layer, size := range sizes {
-			v, err := client.Play(ctx, client.PlayConfig{ReceiveBuffer: testRcvBuf, URL: srv.URL() + "/whep/" + stream + "?layer=" + ridOf(layer), Loopback: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitForCtx(ctx, t, func() bool { return v.Stats().Video.Frames >= 10 })
-			st := v.Stats().Video
-			if st.Width != size[0] || st.Height != size[1] || !st.FirstPacketKeyframe {
-				t.Errorf("order %v, pinned %s (rid %s): %dx%d first-packet-keyframe=%v, want %dx%d", order, layer, ridOf(layer), st.Width, st.Height, st.FirstPacketKeyframe, size[0], size[1])
-			}
-			if err := v.Close(); err != nil {
-				t.Fatal(err)
-			}
+			checkPinned(ctx, t, srv.URL(), stream, ridOf(layer), size, fmt.Sprintf("order %v, layer %s", order, layer))
 		}
 		// An automatic viewer's ladder has the 1280x720 layer on top.
 		v, err := client.Play(ctx, client.PlayConfig{ReceiveBuffer: testRcvBuf, URL: srv.URL() + "/whep/" + stream, Loopback: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		layerURL := srv.URL() + v.Location() + "/layer"
-		if strings.HasPrefix(v.Location(), "http") {
-			layerURL = v.Location() + "/layer"
-		}
-		if listing := layerList(t, layerURL); !strings.Contains(listing, `"active":[{"id":"`+ridOf("f")+`"`) {
+		if listing := layerList(t, layerURL(srv.URL(), v)); !strings.Contains(listing, `"active":[{"id":"`+ridOf("f")+`"`) {
 			t.Errorf("order %v: layer listing does not rank %s (1280x720) first: %s", order, ridOf("f"), listing)
 		}
 		waitForCtx(ctx, t, func() bool { return v.Stats().Video.Frames >= 10 })
