@@ -79,6 +79,15 @@ func (h *Handler) publish(r *http.Request) (string, signal.Resource, string, err
 			return "", nil, "", signal.Errorf(http.StatusBadRequest, "WHIP offer's %s section is %s: a publisher must send (sendonly)", m.Kind, m.Direction)
 		}
 	}
+	raw, sim, err := rewriteSSRCSimulcast(raw)
+	if err != nil {
+		return "", nil, "", signal.Errorf(http.StatusBadRequest, "%w", err)
+	}
+	if sim != nil {
+		for _, sec := range sim.sections {
+			h.log.Info("simulcast announced by SSRC: layers named by SSRC", "stream", name, "mid", sec.mid, "ssrcs", sec.ssrcs)
+		}
+	}
 	router := h.cfg.Registry.RouterFor(name)
 	id := signal.NewID()
 	pub, err := router.Publish(id)
@@ -87,11 +96,6 @@ func (h *Handler) publish(r *http.Request) (string, signal.Resource, string, err
 	}
 	if err != nil {
 		return "", nil, "", err
-	}
-	raw, sim, err := rewriteSSRCSimulcast(raw)
-	if err != nil {
-		pub.Close()
-		return "", nil, "", signal.Errorf(http.StatusBadRequest, "%w", err)
 	}
 	s, answer, err := h.newSession(r.Context(), id, name, pub, raw, offer, sim)
 	if err != nil {
