@@ -10,4 +10,9 @@
 // track's forwarding goroutine. Keyframe requests from the SFU become RTCP
 // PLIs to the publisher; the publisher's RTCP sender reports are kept on the
 // track as its RTP↔NTP clock.
+//
+// Simulcast comes as RID layers (a=rid, a=simulcast, RID header extension)
+// or as SSRC layers (a=ssrc-group:SIM); the latter are rewritten into RID
+// form and tagged in the packets (ssrcsim.go, ridtag.go), so both reach the
+// SFU as one track per layer.
 package ingest

@@ -12,6 +12,7 @@ import (
 	"github.com/hybridcast/hybridcast/internal/signal"
 	"github.com/hybridcast/hybridcast/sfu"
 	"github.com/hybridcast/hybridcast/sfu/rtc"
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -78,6 +79,15 @@ func (h *Handler) publish(r *http.Request) (string, signal.Resource, string, err
 			return "", nil, "", signal.Errorf(http.StatusBadRequest, "WHIP offer's %s section is %s: a publisher must send (sendonly)", m.Kind, m.Direction)
 		}
 	}
+	raw, sim, err := rewriteSSRCSimulcast(raw)
+	if err != nil {
+		return "", nil, "", signal.Errorf(http.StatusBadRequest, "%w", err)
+	}
+	if sim != nil {
+		for _, sec := range sim.sections {
+			h.log.Info("simulcast announced by SSRC: layers named by SSRC", "stream", name, "mid", sec.mid, "ssrcs", sec.ssrcs)
+		}
+	}
 	router := h.cfg.Registry.RouterFor(name)
 	id := signal.NewID()
 	pub, err := router.Publish(id)
@@ -87,7 +97,7 @@ func (h *Handler) publish(r *http.Request) (string, signal.Resource, string, err
 	if err != nil {
 		return "", nil, "", err
 	}
-	s, answer, err := h.newSession(r.Context(), id, name, pub, raw, offer)
+	s, answer, err := h.newSession(r.Context(), id, name, pub, raw, offer, sim)
 	if err != nil {
 		pub.Close()
 		return "", nil, "", err
@@ -115,8 +125,20 @@ type session struct {
 	closeResult  error
 }
 
-func (h *Handler) newSession(ctx context.Context, id, name string, pub *sfu.Publication, raw string, offer *rtc.Offer) (*session, string, error) {
-	pc, err := h.cfg.Engine.PublisherAPI().NewPeerConnection(webrtc.Configuration{})
+// newSession answers the offer raw. sim, if not nil, is the SSRC simulcast
+// that rewriteSSRCSimulcast put into RID form in raw: the session's
+// PeerConnection gets a ridTagger and the answer loses what only the
+// rewrite asked for.
+func (h *Handler) newSession(ctx context.Context, id, name string, pub *sfu.Publication, raw string, offer *rtc.Offer, sim *simLayers) (*session, string, error) {
+	var first []interceptor.Factory
+	if sim != nil {
+		first = append(first, newRIDTagger(sim))
+	}
+	api, err := h.cfg.Engine.PublisherAPI(first...)
+	if err != nil {
+		return nil, "", fmt.Errorf("publisher API: %w", err)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, "", fmt.Errorf("new peer connection: %w", err)
 	}
@@ -134,6 +156,9 @@ func (h *Handler) newSession(ctx context.Context, id, name string, pub *sfu.Publ
 	pc.OnTrack(s.onTrack)
 
 	answer, err := signal.Answer(ctx, pc, raw, func() { preferCodecs(pc, offer) }, h.cfg.GatherTimeout, s.log)
+	if err == nil && sim != nil {
+		answer, err = sim.restoreAnswer(answer)
+	}
 	if err != nil {
 		_ = s.Close()
 		return nil, "", err
@@ -210,8 +235,9 @@ func (s *session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	case remote.RID() != "":
 		id += "-" + remote.RID()
 	case s.tracksOfKind[kind] > 0:
-		// Simulcast announced by SSRC (a=ssrc-group:SIM) has no RIDs: the
-		// layers are told apart by SSRC and ranked by measurement.
+		// A second section of the same kind without RIDs: its track is
+		// told apart by SSRC. (Simulcast announced by SSRC has RIDs here:
+		// the SSRCs in decimal, see ssrcsim.go.)
 		id += fmt.Sprintf("-%d", ssrc)
 	}
 	s.tracksOfKind[kind]++

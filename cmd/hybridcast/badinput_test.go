@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -34,12 +35,44 @@ func offerSDP(t *testing.T, dir webrtc.RTPTransceiverDirection) string {
 	return offer.SDP
 }
 
+// withVideoAttrs returns offer with attribute lines ("key:value") added to
+// its video section.
+func withVideoAttrs(t *testing.T, offer string, attrs ...string) string {
+	t.Helper()
+	return mungeVideo(t, offer, func(md *sdp.MediaDescription) {
+		for _, a := range attrs {
+			k, v, _ := strings.Cut(a, ":")
+			md.Attributes = append(md.Attributes, sdp.NewAttribute(k, v))
+		}
+	})
+}
+
+// mungeVideo returns offer with change applied to its video sections.
+func mungeVideo(t testing.TB, offer string, change func(*sdp.MediaDescription)) string {
+	t.Helper()
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		t.Fatal(err)
+	}
+	for _, md := range sd.MediaDescriptions {
+		if md.MediaName.Media == "video" {
+			change(md)
+		}
+	}
+	b, err := sd.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 const sdpNoMedia = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 func TestBadRequests(t *testing.T) {
 	srv := startServer(t)
 	pubOffer := offerSDP(t, webrtc.RTPTransceiverDirectionSendonly)
 	viewOffer := offerSDP(t, webrtc.RTPTransceiverDirectionRecvonly)
+	sim := func(attrs ...string) string { return withVideoAttrs(t, pubOffer, attrs...) }
 	noCommon := strings.NewReplacer("H264", "XH264", "opus", "xopus", "VP8", "XVP8", "VP9", "XVP9", "AV1", "XAV1", "H265", "XH265").Replace(pubOffer)
 	auth := "Bearer " + testToken
 
@@ -61,6 +94,12 @@ func TestBadRequests(t *testing.T) {
 		{"not a bearer token", "POST", "/whip/a", "application/sdp", "Basic Zm9vOmJhcg==", pubOffer, 401, "Bearer"},
 		{"wrong token", "POST", "/whip/a", "application/sdp", "Bearer nope", pubOffer, 403, "wrong token"},
 		{"viewer offer to WHIP", "POST", "/whip/a", "application/sdp", auth, viewOffer, 400, "must send"},
+		{"SSRC simulcast of one layer", "POST", "/whip/a", "application/sdp", auth, sim("ssrc-group:SIM 1"), 400, "a=ssrc-group:SIM lists 1 SSRCs; simulcast takes 2 to 4"},
+		{"SSRC simulcast of five layers", "POST", "/whip/a", "application/sdp", auth, sim("ssrc-group:SIM 1 2 3 4 5"), 400, "lists 5 SSRCs"},
+		{"SSRC simulcast with a duplicate", "POST", "/whip/a", "application/sdp", auth, sim("ssrc-group:SIM 1 2 1"), 400, "lists SSRC 1 twice"},
+		{"SSRC simulcast and RIDs", "POST", "/whip/a", "application/sdp", auth, sim("ssrc-group:SIM 1 2", "rid:h send"), 400, "together with a=rid"},
+		{"SSRC simulcast layer as RTX", "POST", "/whip/a", "application/sdp", auth, sim("ssrc-group:SIM 1 2", "ssrc-group:FID 9 2"), 400, "uses simulcast SSRC 2 as an RTX SSRC"},
+		{"SSRC simulcast layer with two RTX", "POST", "/whip/a", "application/sdp", auth, sim("ssrc-group:SIM 1 2", "ssrc-group:FID 1 8", "ssrc-group:FID 1 9"), 400, "more than one a=ssrc-group:FID"},
 		{"DELETE unknown WHIP resource", "DELETE", "/whip/a/0123", "", auth, "", 404, "no WHIP session"},
 		{"PATCH unknown WHIP resource", "PATCH", "/whip/a/0123", "application/trickle-ice-sdpfrag", auth, "", 404, "no WHIP session"},
 		{"WHEP unknown stream", "POST", "/whep/never", "application/sdp", "", viewOffer, 404, "not found"},

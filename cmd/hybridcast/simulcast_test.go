@@ -59,13 +59,8 @@ func publishSimulcastOpts(ctx context.Context, t testing.TB, url string, order [
 	for _, rid := range order {
 		clips[rid] = loadClip(t, files[rid])
 	}
-	m := &webrtc.MediaEngine{}
-	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine:  "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-		RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}
-	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codec, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
-		t.Fatal(err)
-	}
+	m := h264MediaEngine(t)
+	codec := testH264
 	var audioClip *client.Clip
 	if withAudio {
 		audioClip = loadClip(t, "audio.ogg")
@@ -79,12 +74,7 @@ func publishSimulcastOpts(ctx context.Context, t testing.TB, url string, order [
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil { // includes the simulcast header extensions
 		t.Fatal(err)
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(keep)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)).
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(publisherSettings(keep))).
 		NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -112,34 +102,15 @@ func publishSimulcastOpts(ctx context.Context, t testing.TB, url string, order [
 			t.Fatal(err)
 		}
 	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
+	offer := gatheredOffer(t, pc)
+	if !strings.Contains(offer, "a=simulcast:send "+strings.Join(order, ";")) {
+		t.Fatalf("offer lacks simulcast in order %v:\n%s", order, offer)
+	}
+	answer, loc := postWHIP(ctx, t, url, offer)
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	if !strings.Contains(pc.LocalDescription().SDP, "a=simulcast:send "+strings.Join(order, ";")) {
-		t.Fatalf("offer lacks simulcast in order %v:\n%s", order, pc.LocalDescription().SDP)
-	}
-	req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(pc.LocalDescription().SDP))
-	req.Header.Set("Content-Type", "application/sdp")
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 201 {
-		t.Fatalf("WHIP: %d %s", res.StatusCode, answer)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		t.Fatal(err)
-	}
-	p := &simulcastPublisher{pc: pc, stop: make(chan struct{}), loc: res.Header.Get("Location")}
+	p := &simulcastPublisher{pc: pc, stop: make(chan struct{}), loc: loc}
 	// Answer keyframe requests at once, per layer, as a browser does: the
 	// layer asked for jumps to the next IDR of its file.
 	for _, rid := range order {
@@ -198,6 +169,94 @@ func publishSimulcastOpts(ctx context.Context, t testing.TB, url string, order [
 	})
 	t.Cleanup(p.close)
 	return p
+}
+
+// testH264 is the codec the pion test publishers send: H.264 constrained
+// baseline, packetization-mode 1, with NACK and PLI.
+var testH264 = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+	SDPFmtpLine:  "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+	RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}
+
+// h264MediaEngine registers testH264 as payload type 102.
+func h264MediaEngine(t testing.TB) *webrtc.MediaEngine {
+	t.Helper()
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: testH264, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// publisherSettings keeps a pion test publisher on UDP4 addresses that
+// keep accepts, loopback included, without mDNS.
+func publisherSettings(keep func(net.IP) bool) webrtc.SettingEngine {
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(keep)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	return se
+}
+
+// gatheredOffer makes pc's offer, sets it and returns it with all its ICE
+// candidates.
+func gatheredOffer(t testing.TB, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	return pc.LocalDescription().SDP
+}
+
+// postWHIP publishes an offer with the test token and returns the answer
+// and the session's Location; anything but 201 fails the test.
+func postWHIP(ctx context.Context, t testing.TB, url, offer string) (answer, location string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(offer))
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 201 {
+		t.Fatalf("WHIP: %d %s", res.StatusCode, b)
+	}
+	return string(b), res.Header.Get("Location")
+}
+
+// checkPinned plays a stream pinned to one layer and checks that the
+// viewer's first packet is a keyframe and its pictures have the size want.
+func checkPinned(ctx context.Context, t *testing.T, base, stream, layer string, want [2]int, label string) {
+	t.Helper()
+	v, err := client.Play(ctx, client.PlayConfig{ReceiveBuffer: testRcvBuf, URL: base + "/whep/" + stream + "?layer=" + layer, Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForCtx(ctx, t, func() bool { return v.Stats().Video.Frames >= 10 })
+	st := v.Stats().Video
+	if st.Width != want[0] || st.Height != want[1] || !st.FirstPacketKeyframe {
+		t.Errorf("%s, pinned %s: %dx%d first-packet-keyframe=%v, want %dx%d", label, layer, st.Width, st.Height, st.FirstPacketKeyframe, want[0], want[1])
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// layerURL is the WHEP layer extension's URL of a viewer.
+func layerURL(base string, v *client.Viewer) string {
+	if strings.HasPrefix(v.Location(), "http") {
+		return v.Location() + "/layer"
+	}
+	return base + v.Location() + "/layer"
 }
 
 func (p *simulcastPublisher) close() {
@@ -259,18 +318,7 @@ func TestPionSimulcastLayers(t *testing.T) {
 			return n >= 3*(i+1)
 		})
 		for rid, size := range sizes {
-			v, err := client.Play(ctx, client.PlayConfig{ReceiveBuffer: testRcvBuf, URL: srv.URL() + "/whep/" + stream + "?layer=" + rid, Loopback: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitForCtx(ctx, t, func() bool { return v.Stats().Video.Frames >= 10 })
-			st := v.Stats().Video
-			if st.Width != size[0] || st.Height != size[1] || !st.FirstPacketKeyframe {
-				t.Errorf("order %v, pinned %s: %dx%d first-packet-keyframe=%v, want %dx%d", order, rid, st.Width, st.Height, st.FirstPacketKeyframe, size[0], size[1])
-			}
-			if err := v.Close(); err != nil {
-				t.Fatal(err)
-			}
+			checkPinned(ctx, t, srv.URL(), stream, rid, size, fmt.Sprintf("order %v", order))
 		}
 		// The listing ranks by measurement: f first whatever the offer order.
 		listing := ""
@@ -278,10 +326,7 @@ func TestPionSimulcastLayers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		layerURL := srv.URL() + v.Location() + "/layer"
-		if strings.HasPrefix(v.Location(), "http") {
-			layerURL = v.Location() + "/layer"
-		}
+		layerURL := layerURL(srv.URL(), v)
 		listing = layerList(t, layerURL)
 		if !strings.Contains(listing, `"active":[{"id":"f"`) {
 			t.Errorf("order %v: layer listing does not rank f first: %s", order, listing)

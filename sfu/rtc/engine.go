@@ -44,6 +44,7 @@ type Engine struct {
 	udpMux    ice.UDPMux
 	tcpLn     net.Listener
 	tcpMux    ice.TCPMux
+	se        webrtc.SettingEngine // for publisher APIs with extra interceptors
 	publisher *webrtc.API
 	viewer    *webrtc.API
 	closeOnce sync.Once
@@ -120,6 +121,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		}
 	}
 
+	e.se = se
 	if e.publisher, err = publisherAPI(se); err != nil {
 		_ = e.Close()
 		return nil, err
@@ -135,7 +137,17 @@ func NewEngine(cfg Config) (*Engine, error) {
 func (e *Engine) UDPAddr() net.Addr { return e.udpConn.LocalAddr() }
 
 // PublisherAPI builds PeerConnections that receive from a publisher.
-func (e *Engine) PublisherAPI() *webrtc.API { return e.publisher }
+// Without arguments it returns the API all publishers share. With
+// interceptor factories it builds a new API whose interceptor chain starts
+// with them, in order: they see each incoming RTP packet before the NACK
+// generator, the receiver reports, TWCC and pion's demultiplexer do. That
+// costs a MediaEngine per call; use it for the PeerConnections that need it.
+func (e *Engine) PublisherAPI(first ...interceptor.Factory) (*webrtc.API, error) {
+	if len(first) == 0 {
+		return e.publisher, nil
+	}
+	return publisherAPI(e.se, first...)
+}
 
 // ViewerAPI builds PeerConnections that send to a viewer. They carry no NACK
 // responder of their own: the SFU answers NACKs from one shared per-track
@@ -170,12 +182,15 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 	return nil
 }
 
-func publisherAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
+func publisherAPI(se webrtc.SettingEngine, first ...interceptor.Factory) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
+	for _, f := range first {
+		ir.Add(f)
+	}
 	// Receiving side only: NACK generation, receiver reports, TWCC feedback
 	// (so the browser's bandwidth estimate can grow), simulcast header
 	// extensions.
