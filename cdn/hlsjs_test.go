@@ -58,8 +58,11 @@ func testPlayerThroughNginx(t *testing.T, kind string) {
 	}
 	play := func(p *browsertest.Player, src string) playResult {
 		st, err := p.WaitFor(ctx, func(s browsertest.PlayerStats) bool { return s.CurrentTime > 1 || len(s.FatalErrors()) > 0 })
-		if err != nil || len(st.FatalErrors()) > 0 {
-			return playResult{err: fmt.Errorf("%s did not play %s: %v; stats %+v", kind, src, err, st)}
+		if err != nil {
+			return playResult{err: fmt.Errorf("%s did not play %s: %w; stats %+v", kind, src, err, st)}
+		}
+		if len(st.FatalErrors()) > 0 {
+			return playResult{err: fmt.Errorf("%s did not play %s: fatal errors %+v", kind, src, st.FatalErrors())}
 		}
 		samples, err := p.Sample(ctx, 500*time.Millisecond, *hlsjsDuration)
 		if err != nil {
