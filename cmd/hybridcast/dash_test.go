@@ -94,10 +94,19 @@ func TestDASHLadder(t *testing.T) {
 		t.Errorf("an HLS playlist under /dash/: %d", res.StatusCode)
 	}
 
-	// The segment after the last complete one is being written: its
-	// response starts before it is complete (chunked) and ends with it.
+	// A segment being written: its response starts before it is complete
+	// (chunked) and ends with it. The segment two after the last complete
+	// one is asked for as soon as its first part exists (a blocking
+	// playlist request), so it has most of a second still to be written;
+	// the one right after the last complete one might complete before
+	// the request (CI saw that).
+	_, _, pl = httpGet(t, srv.URL()+"/hls/d/video-h/index.m3u8")
+	segs = regexp.MustCompile(`(?m)^(\d+)\.m4s$`).FindAllStringSubmatch(string(pl), -1)
 	last, _ := strconv.ParseUint(segs[len(segs)-1][1], 10, 64)
-	live := last + 1
+	live := last + 2
+	if code, _, _ := httpGet(t, fmt.Sprintf("%s/hls/d/video-h/index.m3u8?_HLS_msn=%d&_HLS_part=0", srv.URL(), live)); code != 200 {
+		t.Fatalf("blocking playlist request for segment %d: %d", live, code)
+	}
 	start := time.Now()
 	res, err := http.Get(fmt.Sprintf("%s/dash/d/video-h/%d.m4s", srv.URL(), live))
 	if err != nil {
