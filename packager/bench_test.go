@@ -12,14 +12,21 @@ import (
 	"github.com/hybridcast/hybridcast/sfu"
 )
 
-// clipPackets packetizes the 720p test layer into RTP packets, frame by
-// frame, as the SFU hands them to subscribers.
-func clipPackets(tb testing.TB, name string) [][]*sfu.Packet {
+// loadLayer loads a test clip of ../shared/media, e.g. "layer-q.h264".
+func loadLayer(tb testing.TB, name string) *client.Clip {
 	tb.Helper()
 	clip, err := client.LoadClip(filepath.Join("..", "..", "shared", "media", name))
 	if err != nil {
 		tb.Fatalf("test media: %v (needs ../shared/media beside the repository)", err)
 	}
+	return clip
+}
+
+// clipPackets packetizes the 720p test layer into RTP packets, frame by
+// frame, as the SFU hands them to subscribers.
+func clipPackets(tb testing.TB, name string) [][]*sfu.Packet {
+	tb.Helper()
+	clip := loadLayer(tb, name)
 	pz := rtp.NewPacketizer(1200, 102, 1, &codecs.H264Payloader{}, rtp.NewFixedSequencer(1), 90000)
 	var seq uint64
 	out := make([][]*sfu.Packet, len(clip.Frames))

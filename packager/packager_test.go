@@ -44,14 +44,7 @@ func feed(t *testing.T, p *pipeline, clip *client.Clip, from, to int, ts uint32,
 // the first keyframe after each boundary, parts are at most 200 ms, and
 // the parameter-set change cuts a segment with a new init segment.
 func TestPackagerGolden(t *testing.T) {
-	q, err := client.LoadClip(filepath.Join("..", "..", "shared", "media", "layer-q.h264"))
-	if err != nil {
-		t.Fatalf("test media: %v", err)
-	}
-	h, err := client.LoadClip(filepath.Join("..", "..", "shared", "media", "layer-h.h264"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, h := loadLayer(t, "layer-q.h264"), loadLayer(t, "layer-h.h264")
 	t0 := time.Date(2026, 11, 24, 12, 0, 0, 500_000_000, time.UTC)
 	pk := New(Config{Now: func() time.Time { return t0 }})
 	s := pk.stream("golden")
@@ -109,14 +102,7 @@ func TestPackagerGolden(t *testing.T) {
 // layers): the multivariant playlist still lists the larger picture first,
 // the variant a client that reads the first one starts with.
 func TestMultivariantOrder(t *testing.T) {
-	small, err := client.LoadClip(filepath.Join("..", "..", "shared", "media", "layer-q.h264"))
-	if err != nil {
-		t.Fatalf("test media: %v", err)
-	}
-	large, err := client.LoadClip(filepath.Join("..", "..", "shared", "media", "layer-h.h264"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	small, large := loadLayer(t, "layer-q.h264"), loadLayer(t, "layer-h.h264")
 	t0 := time.Date(2026, 11, 24, 12, 0, 0, 500_000_000, time.UTC)
 	now := t0
 	pk := New(Config{Now: func() time.Time { return now }})
