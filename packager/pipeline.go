@@ -37,6 +37,7 @@ type pipeline struct {
 	base     int64 // decode time (ticks since the epoch) of the first frame
 	t0       int64 // extended RTP timestamp of the first frame
 	settled  bool  // video: its timeline is aligned with the other layers' (frameAligner)
+	alignRef bool  // video: the frameAligner's reference layer
 	waitKey  bool
 	lastDTS  int64
 	haveLast bool
@@ -169,8 +170,9 @@ func (p *pipeline) frame(f *depack.Frame) {
 // of a settled layer's frames for the others. It returns dts, moved.
 func (p *pipeline) alignFrame(dts int64) int64 {
 	if !p.settled && !p.opened {
-		adj, ok := p.pub.align.align(ticksToDuration(dts, p.rate))
+		adj, ok, ref := p.pub.align.align(ticksToDuration(dts, p.rate))
 		if ok {
+			p.alignRef = ref
 			shift := int64(math.Round(adj.Seconds() * float64(p.rate)))
 			p.base += shift
 			dts += shift
@@ -181,7 +183,7 @@ func (p *pipeline) alignFrame(dts int64) int64 {
 		}
 	}
 	if p.settled {
-		p.pub.align.note(ticksToDuration(dts, p.rate))
+		p.pub.align.note(ticksToDuration(dts, p.rate), p.alignRef)
 	}
 	return dts
 }
@@ -290,6 +292,10 @@ func (p *pipeline) openSegment(s *sample) bool {
 			p.log.Warn("segment boundary missed: no keyframe in time; this rendition's segment numbers no longer match the others' until the next publication",
 				"msn", msn, "grid_index", idx)
 		}
+	}
+	if p.video && !p.opened && !p.settled {
+		p.log.Warn("no frame of the other layers matched this layer's before its first segment: its timeline keeps its own sender report mapping, and players switching to it may stall",
+			"tolerance", p.pub.align.tolerance())
 	}
 	if p.newInit || p.initName == "" {
 		if err := p.makeInit(msn); err != nil {
