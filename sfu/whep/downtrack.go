@@ -37,7 +37,9 @@ type downTrack struct {
 	canSend  bool          // the viewer negotiated the source's codec
 	switched chan struct{} // tells the session a switch happened (cap 1)
 
-	rtx scratch // for retransmissions, on the RTCP goroutine
+	rtx    scratch     // for retransmissions, on the RTCP goroutine
+	resend resendGuard // one retransmission of a packet per resendInterval
+	epoch  time.Time   // the resend guard's clock starts here
 
 	absSendTimeID uint8 // negotiated abs-send-time extension ID, 0 if none
 
@@ -53,7 +55,7 @@ var (
 )
 
 func newDownTrack(kind webrtc.RTPCodecType, streamID string, switched chan struct{}, log *slog.Logger) *downTrack {
-	return &downTrack{id: kind.String(), streamID: streamID, kind: kind, log: log, bound: make(chan struct{}), switched: switched}
+	return &downTrack{id: kind.String(), streamID: streamID, kind: kind, log: log, bound: make(chan struct{}), switched: switched, epoch: time.Now()}
 }
 
 func (d *downTrack) ID() string                { return d.id }
@@ -254,6 +256,9 @@ func (d *downTrack) retransmit(out uint16) {
 		return
 	}
 	in, ok := d.rw.SourceSeq(out)
+	if ok && !d.resend.allow(out, time.Since(d.epoch)+1) {
+		ok = false // resent a moment ago: still on its way
+	}
 	d.mu.Unlock()
 	if !ok {
 		return
