@@ -21,6 +21,13 @@ import (
 // perf on the load tool: sendto and the VM's interrupt exits dominated), so
 // batching is where fan-out per core is won. Reads go straight to the socket.
 //
+// Where the kernel offers UDP generic segmentation offload (UDP_SEGMENT),
+// datagrams of one size to one destination that are queued together (the
+// packets of a frame to one viewer) leave as one segmented send: the
+// kernel takes them through its UDP and IP layers once and cuts them
+// apart at the end (or the network card does). If a send is refused for
+// segmentation, the writer sends every datagram alone from then on.
+//
 // With several cores there is one writer per core, each with its own queue;
 // a destination always maps to the same writer, so its datagrams stay in
 // order. A write returns once the datagram is queued; like any UDP send, a lost
@@ -40,6 +47,11 @@ type batchConn struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 	waits  atomic.Uint64 // writes that found the queue full and waited
+	// gso: datagrams to one destination that follow each other in a
+	// writer's queue go to the kernel as one segmented send (UDP GSO).
+	gso       atomic.Bool
+	gsoFailed atomic.Bool   // the kernel refused a segmented send: gso is off for good
+	segmented atomic.Uint64 // datagrams that left in segmented sends
 	// wait measures each datagram from queued to handed to the kernel.
 	wait *sfu.LatencyHistogram
 }
@@ -78,6 +90,7 @@ func newBatchConn(c *net.UDPConn, wait *sfu.LatencyHistogram) *batchConn {
 		done:    make(chan struct{}),
 		wait:    wait,
 	}
+	b.gso.Store(gsoSupported(c))
 	b.pool.New = func() any { return new([MaxDatagram]byte) }
 	for i := range b.queues {
 		b.queues[i] = make(chan outDatagram, queueDepth)
@@ -137,14 +150,81 @@ func (b *batchConn) Close() error {
 	return b.UDPConn.Close()
 }
 
+// gsoMaxSegments and gsoMaxBytes bound one segmented send: the kernel
+// takes at most 64 segments (UDP_MAX_SEGMENTS before Linux 6.8) and a UDP
+// datagram's 65507 bytes of payload.
+const (
+	gsoMaxSegments = 64
+	gsoMaxBytes    = 65000
+	// drainMax bounds the datagrams one writer takes from its queue for one
+	// system call, segmented sends counted one by one.
+	drainMax = 1024
+)
+
+// outMsg is one message of a sendmmsg call: one datagram, or with GSO a
+// run of datagrams of one size (the last may be shorter) to one
+// destination, which the kernel cuts apart.
+type outMsg struct {
+	dst  netip.AddrPort
+	size int  // the size of every segment but the last
+	open bool // every segment so far is size long: one more may follow
+}
+
+// add puts d into the batch: appended to the latest message to the same
+// destination when GSO can carry it there, else as a new message.
+func (w *writer) add(d outDatagram, gso bool) {
+	if gso {
+		for i := w.n - 1; i >= 0; i-- {
+			m := &w.out[i]
+			if m.dst != d.addr {
+				continue
+			}
+			// Only the destination's latest message may take it, so that
+			// its datagrams keep their order.
+			segs := len(w.msgs[i].Buffers)
+			if !m.open || d.n > m.size || segs >= gsoMaxSegments || segs*m.size+d.n > gsoMaxBytes {
+				break
+			}
+			w.msgs[i].Buffers = append(w.msgs[i].Buffers, d.buf[:d.n])
+			if segs == 1 {
+				w.msgs[i].OOB = appendGSO(w.oob[i][:0], uint16(m.size))
+			}
+			m.open = d.n == m.size
+			return
+		}
+	}
+	w.b.fill(&w.msgs[w.n], &w.addrs[w.n], &w.ips[w.n], d)
+	w.out[w.n] = outMsg{dst: d.addr, size: d.n, open: true}
+	w.n++
+}
+
+// writer is one send goroutine's batch, reused from call to call.
+type writer struct {
+	b      *batchConn
+	msgs   []ipv6.Message
+	out    []outMsg
+	oob    [][]byte
+	addrs  []net.UDPAddr
+	ips    [][16]byte
+	n      int // messages in the batch
+	bufs   []*[MaxDatagram]byte
+	queued []time.Time
+}
+
 func (b *batchConn) writeLoop(queue chan outDatagram) {
-	msgs := make([]ipv6.Message, batchSize)
-	addrs := make([]net.UDPAddr, batchSize)
-	ips := make([][16]byte, batchSize)
-	bufs := make([]*[MaxDatagram]byte, 0, batchSize)
-	queued := make([]time.Time, 0, batchSize)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
+	w := &writer{
+		b:      b,
+		msgs:   make([]ipv6.Message, batchSize),
+		out:    make([]outMsg, batchSize),
+		oob:    make([][]byte, batchSize),
+		addrs:  make([]net.UDPAddr, batchSize),
+		ips:    make([][16]byte, batchSize),
+		bufs:   make([]*[MaxDatagram]byte, 0, drainMax),
+		queued: make([]time.Time, 0, drainMax),
+	}
+	for i := range w.msgs {
+		w.msgs[i].Buffers = make([][]byte, 1, gsoMaxSegments)
+		w.oob[i] = make([]byte, 0, gsoSpace)
 	}
 	for {
 		var d outDatagram
@@ -157,45 +237,68 @@ func (b *batchConn) writeLoop(queue chan outDatagram) {
 				return
 			}
 		}
-		bufs = bufs[:0]
-		queued = queued[:0]
-		ok := true
-		n := 0
-		for {
-			b.fill(&msgs[n], &addrs[n], &ips[n], d)
-			bufs = append(bufs, d.buf)
-			queued = append(queued, d.queued)
-			n++
-			if n == batchSize {
+		w.n = 0
+		w.bufs = w.bufs[:0]
+		w.queued = w.queued[:0]
+		gso := b.gso.Load()
+		for more := true; more; {
+			w.add(d, gso)
+			w.bufs = append(w.bufs, d.buf)
+			w.queued = append(w.queued, d.queued)
+			if w.n == batchSize || len(w.bufs) == drainMax {
 				break
 			}
 			select {
 			case d = <-queue:
 			default:
-				ok = false
-			}
-			if !ok {
-				break
+				more = false
 			}
 		}
-		for sent := 0; sent < n; {
-			k, err := b.batch.WriteBatch(msgs[sent:n], 0)
-			if err != nil {
-				// A datagram the kernel refuses (unreachable, closed socket)
-				// is lost like any UDP datagram; go on with the rest.
-				k = max(k, 1)
-			}
-			sent += k
-		}
+		w.send()
 		if b.wait != nil {
 			now := time.Now()
-			for _, q := range queued {
+			for _, q := range w.queued {
 				b.wait.Observe(now.Sub(q))
 			}
 		}
-		for _, buf := range bufs {
+		for _, buf := range w.bufs {
 			b.pool.Put(buf)
 		}
+	}
+}
+
+// send hands the batch to the kernel.
+func (w *writer) send() {
+	msgs := w.msgs[:w.n]
+	for sent := 0; sent < len(msgs); {
+		k, err := w.b.batch.WriteBatch(msgs[sent:], 0)
+		for _, m := range msgs[sent : sent+max(k, 0)] {
+			if len(m.Buffers) > 1 {
+				w.b.segmented.Add(uint64(len(m.Buffers)))
+			}
+		}
+		if err != nil {
+			m := &msgs[sent+max(k, 0)]
+			if len(m.Buffers) > 1 && isGSOError(err) {
+				// This path cannot segment: from now on every datagram goes
+				// alone, starting with these.
+				w.b.gso.Store(false)
+				w.b.gsoFailed.Store(true)
+				if ua, ok := m.Addr.(*net.UDPAddr); ok {
+					for _, seg := range m.Buffers {
+						_, _ = w.b.WriteToUDP(seg, ua)
+					}
+				}
+			}
+			// A datagram the kernel refuses (unreachable, closed socket)
+			// is lost like any UDP datagram; go on with the rest.
+			k = max(k, 0) + 1
+		}
+		sent += k
+	}
+	for i := range msgs { // back to one datagram per message
+		msgs[i].Buffers = msgs[i].Buffers[:1]
+		msgs[i].OOB = nil
 	}
 }
 
@@ -212,7 +315,7 @@ func (b *batchConn) fill(m *ipv6.Message, ua *net.UDPAddr, ip *[16]byte, d outDa
 	}
 	ua.Port = int(d.addr.Port())
 	ua.Zone = ""
-	m.Buffers[0] = d.buf[:d.n]
+	m.Buffers = append(m.Buffers[:0], d.buf[:d.n])
 	m.Addr = ua
 	m.OOB = nil
 }

@@ -91,3 +91,90 @@ func receiveBuffer(t *testing.T, c *net.UDPConn, want int) int {
 	})
 	return got / 2 // Linux reports twice the usable size
 }
+
+// TestBatchConnSegments sends frames of datagrams (full-size packets and a
+// shorter last one, as a packetizer makes them) to three receivers, the
+// receivers' packets interleaved, with and without UDP GSO: every
+// datagram arrives whole, with its own size, in order per receiver; with
+// GSO most leave in segmented sends.
+func TestBatchConnSegments(t *testing.T) {
+	for _, gso := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gso=%v", gso), func(t *testing.T) {
+			var lc net.ListenConfig
+			sc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			bc := newBatchConn(sc.(*net.UDPConn), nil)
+			if gso && !bc.gso.Load() {
+				t.Skip("the kernel has no UDP_SEGMENT")
+			}
+			bc.gso.Store(gso)
+			const receivers, frames = 3, 200
+			sizes := []int{1200, 1200, 1200, 1200, 1200, 1200, 1200, 1200, 517, 1200, 90, 90, 1200} // a frame's datagrams
+			type rx struct {
+				c   *net.UDPConn
+				got chan error
+			}
+			var rxs []rx
+			for range receivers {
+				rc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rc.Close()
+				if rb := receiveBuffer(t, rc.(*net.UDPConn), 8<<20); rb < frames*len(sizes)*1500 {
+					t.Logf("receive buffer %d bytes: the receiver must keep up", rb)
+				}
+				r := rx{c: rc.(*net.UDPConn), got: make(chan error, 1)}
+				rxs = append(rxs, r)
+				go func() {
+					in := make([]byte, 2000)
+					for i := range frames * len(sizes) {
+						_ = r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+						k, _, err := r.c.ReadFrom(in)
+						if err != nil {
+							r.got <- fmt.Errorf("datagram %d: %w", i, err)
+							return
+						}
+						want := sizes[i%len(sizes)]
+						if v := binary.BigEndian.Uint32(in); k != want || v != uint32(i) || in[k-1] != byte(i) {
+							r.got <- fmt.Errorf("datagram %d: got #%d, %d bytes ending in %d; want %d bytes ending in %d", i, v, k, in[k-1], want, byte(i))
+							return
+						}
+					}
+					r.got <- nil
+				}()
+			}
+			buf := make([]byte, 1500)
+			for f := range frames {
+				for j, size := range sizes { // packet j of frame f to every receiver in turn
+					i := f*len(sizes) + j
+					for _, r := range rxs {
+						binary.BigEndian.PutUint32(buf, uint32(i))
+						buf[size-1] = byte(i)
+						if _, err := bc.WriteToAddrPort(buf[:size], r.c.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			if err := bc.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rxs {
+				if err := <-r.got; err != nil {
+					t.Fatal(err)
+				}
+			}
+			seg := bc.segmented.Load()
+			t.Logf("%d of %d datagrams in segmented sends", seg, receivers*frames*len(sizes))
+			if gso && seg == 0 && !bc.gsoFailed.Load() {
+				t.Error("GSO on, but no datagram left in a segmented send")
+			}
+			if !gso && seg != 0 {
+				t.Errorf("GSO off, but %d datagrams left in segmented sends", seg)
+			}
+		})
+	}
+}

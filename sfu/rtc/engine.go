@@ -88,7 +88,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: newBatchConn(e.udpConn.(*net.UDPConn), &e.SendWait)})
+	bc := newBatchConn(e.udpConn.(*net.UDPConn), &e.SendWait)
+	log.Debug("media socket", "addr", e.udpConn.LocalAddr().String(), "writers", len(bc.queues), "udp_gso", bc.gso.Load())
+	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: bc})
 	if e.tcpLn != nil {
 		e.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), e.tcpLn, 32)
 	}
