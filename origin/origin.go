@@ -442,6 +442,10 @@ func (o *Origin) mediaFile(w http.ResponseWriter, r *http.Request, s *packager.S
 // it to begin.
 func (o *Origin) segment(w http.ResponseWriter, r *http.Request, s *packager.Stream, rend *packager.Rendition, msn uint64) {
 	v := rend.View()
+	if seg, ok := v.Segment(msn); ok && seg.Gap {
+		fail(w, http.StatusNotFound, "no such segment: a gap (EXT-X-GAP), this rendition has no media for it")
+		return
+	}
 	open := func(v *packager.View) bool { seg, ok := v.Segment(msn); return ok && len(seg.Parts) > 0 }
 	if !open(v) {
 		nm, _, live := v.NextPart()

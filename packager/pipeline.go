@@ -309,7 +309,7 @@ func (p *pipeline) openSegment(s *sample) bool {
 		DecodeTime:    uint64(s.dts),
 		Discontinuity: !p.opened && p.rend.written(),
 	}
-	if err := p.rend.openSegment(seg, p.initName, p.initData); err != nil {
+	if err := p.rend.openSegment(seg, p.initName, p.initData, p.pub.segTick); err != nil {
 		p.log.Error("segment out of order", "error", err)
 		return false
 	}

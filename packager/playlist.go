@@ -107,7 +107,7 @@ func (s *Stream) renderMedia(v *View, skip bool) []byte {
 	for i, seg := range v.Segments {
 		hs := hls.Segment{
 			MSN: seg.MSN, URI: fmt.Sprintf("%d.m4s", seg.MSN), Duration: seg.Duration, Start: seg.Start,
-			Map: seg.Init, Discontinuity: seg.Discontinuity, Complete: seg.Complete,
+			Map: seg.Init, Discontinuity: seg.Discontinuity, Gap: seg.Gap, Complete: seg.Complete,
 			Parts: make([]hls.Part, len(seg.Parts)),
 		}
 		for j, p := range seg.Parts {

@@ -24,9 +24,12 @@ type Segment struct {
 	Parts         []*Part
 	Init          string // name of the init segment it needs
 	Discontinuity bool   // first segment of a new publication
-	Complete      bool
-	Data          []byte
-	Samples       int
+	// Gap marks a number this rendition has no media for (EXT-X-GAP): the
+	// end of a publication that it did not reach while others did.
+	Gap      bool
+	Complete bool
+	Data     []byte
+	Samples  int
 	// DecodeTime is the first sample's decode time in the track's time scale.
 	DecodeTime uint64
 }
@@ -123,7 +126,7 @@ func (v *View) Bandwidth() (peak, avg int, rate float64) {
 	var bits, samples float64
 	var dur time.Duration
 	for _, s := range v.Segments {
-		if !s.Complete || s.Duration <= 0 {
+		if !s.Complete || s.Gap || s.Duration <= 0 {
 			continue
 		}
 		b := float64(len(s.Data) * 8)
@@ -206,16 +209,36 @@ func (r *Rendition) setLive(live bool) {
 	r.update(func(v *View) { v.Live = live })
 }
 
-// openSegment starts segment msn. If msn does not follow the window's last
-// segment, the window restarts (a playlist must number its segments
-// consecutively).
-func (r *Rendition) openSegment(s *Segment, init string, initData []byte) error {
+// maxGap is the most segments a new publication may find missing at the
+// end of a rendition's window and fill with gaps (see openSegment).
+const maxGap = 5
+
+// openSegment starts segment msn. A publication's renditions stop at
+// slightly different times, so a restarted publisher's first segment (one
+// number for all renditions) may leave a few numbers unused at the end of
+// a rendition that stopped early: those become gap segments of gapDur
+// each, as "EXT-X-GAP ... indicates that the segment URI ... does not
+// contain media data" (rfc8216bis §4.4.4.7). Otherwise, if msn does not
+// follow the window's last segment, the window restarts (a playlist must
+// number its segments consecutively).
+func (r *Rendition) openSegment(s *Segment, init string, initData []byte, gapDur time.Duration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s.MSN < r.nextMSN {
 		return fmt.Errorf("rendition %s: segment %d after %d", r.name, s.MSN, r.nextMSN-1)
 	}
 	r.update(func(v *View) {
+		if n := len(v.Segments); n > 0 && s.Discontinuity && v.Segments[n-1].Complete &&
+			s.MSN > v.Segments[n-1].MSN+1 && s.MSN-v.Segments[n-1].MSN-1 <= maxGap && gapDur > 0 {
+			// Gaps start on the boundary grid, where the other renditions'
+			// segments of the same numbers start (players align variants by
+			// PROGRAM-DATE-TIME), even when the last segment ended early.
+			last := v.Segments[n-1]
+			for msn := last.MSN + 1; msn < s.MSN; msn++ {
+				start := last.Start.Add(time.Duration(msn-last.MSN) * gapDur)
+				v.Segments = append(v.Segments, &Segment{MSN: msn, Start: start, Duration: gapDur, Init: last.Init, Gap: true, Complete: true})
+			}
+		}
 		if n := len(v.Segments); n > 0 && v.Segments[n-1].MSN+1 != s.MSN {
 			for _, old := range v.Segments {
 				if old.Discontinuity {

@@ -28,11 +28,16 @@ import (
 // simulcast video (RID header extension), in the RID order given, with
 // pion: the way OBS or a pion program sends simulcast.
 type simulcastPublisher struct {
-	pc   *webrtc.PeerConnection
-	stop chan struct{}
-	wg   sync.WaitGroup
-	loc  string
+	pc     *webrtc.PeerConnection
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	loc    string
+	silent map[string]*atomic.Bool // layers that stopped sending (silence)
 }
+
+// silence stops one layer's video, as a browser stops a layer when its
+// uplink shrinks; the others go on.
+func (p *simulcastPublisher) silence(rid string) { p.silent[rid].Store(true) }
 
 func publishSimulcast(ctx context.Context, t testing.TB, url string, order []string) *simulcastPublisher {
 	t.Helper()
@@ -110,7 +115,10 @@ func publishSimulcastOpts(ctx context.Context, t testing.TB, url string, order [
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
-	p := &simulcastPublisher{pc: pc, stop: make(chan struct{}), loc: loc}
+	p := &simulcastPublisher{pc: pc, stop: make(chan struct{}), loc: loc, silent: map[string]*atomic.Bool{}}
+	for _, rid := range order {
+		p.silent[rid] = new(atomic.Bool)
+	}
 	// Answer keyframe requests at once, per layer, as a browser does: the
 	// layer asked for jumps to the next IDR of its file.
 	for _, rid := range order {
@@ -163,7 +171,9 @@ func publishSimulcastOpts(ctx context.Context, t testing.TB, url string, order [
 				}
 				f := frames[pos[rid]%len(frames)]
 				pos[rid]++
-				tracks[rid].writeFrame(f.Data, uint32(i*3000))
+				if !p.silent[rid].Load() {
+					tracks[rid].writeFrame(f.Data, uint32(i*3000))
+				}
 			}
 		}
 	})

@@ -33,6 +33,7 @@ type Segment struct {
 	Start         time.Time // EXT-X-PROGRAM-DATE-TIME
 	Map           string    // URI of the init segment it needs
 	Discontinuity bool
+	Gap           bool // EXT-X-GAP: no media; clients do not load it
 	Complete      bool
 	Parts         []Part
 }
@@ -145,6 +146,9 @@ func (m *MediaPlaylist) Render(skip bool) []byte {
 				}
 				b.WriteByte('\n')
 			}
+		}
+		if s.Gap {
+			b.WriteString("#EXT-X-GAP\n")
 		}
 		if s.Complete {
 			fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", seconds(s.Duration), s.URI)

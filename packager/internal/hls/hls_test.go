@@ -75,6 +75,14 @@ func TestGoldenPlaylists(t *testing.T) {
 	golden(t, "media_discontinuity.m3u8", restart.Render(false))
 	golden(t, "media_discontinuity_skip.m3u8", restart.Render(true))
 
+	// This rendition stopped two segments before the others when the
+	// publisher left: 1003 and 1004 are gaps before the restart at 1005.
+	gap := ladder(8, map[int]bool{5: true})
+	for i := 3; i <= 4; i++ {
+		gap.Segments[i].Gap, gap.Segments[i].Parts = true, nil
+	}
+	golden(t, "media_gap.m3u8", gap.Render(false))
+
 	golden(t, "multivariant.m3u8", Multivariant([]Variant{
 		{URI: "video-f/index.m3u8", Bandwidth: 2600000, AverageBandwidth: 2500000, Codecs: "avc1.42e01f,opus", Width: 1280, Height: 720, FrameRate: 30},
 		{URI: "video-h/index.m3u8", Bandwidth: 900000, AverageBandwidth: 850000, Codecs: "avc1.42e01f,opus", Width: 640, Height: 360, FrameRate: 30},
