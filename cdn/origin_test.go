@@ -40,6 +40,13 @@ const originEnv = "HYBRIDCAST_CDN_TEST_ORIGIN"
 var layer = flag.String("cdn.layer", "q", "test layer the origin serves: f (720p, 2.5 Mbit/s), h (360p) or q (180p, 250 kbit/s)")
 
 func TestMain(m *testing.M) {
+	if os.Getenv(playersEnv) != "" {
+		if err := playPlayers(); err != nil {
+			fmt.Fprintln(os.Stderr, "players:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv(originEnv) != "" {
 		if err := runOrigin(); err != nil {
 			fmt.Fprintln(os.Stderr, "origin:", err)
