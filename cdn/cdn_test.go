@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,19 +25,25 @@ var (
 
 // TestNginxLoad plays -cdn.players LL-HLS players through nginx with the
 // shipped configuration: each keeps up with the live edge, and the origin
-// sees each part and each blocking playlist URL once.
+// sees each part and each blocking playlist URL once, but for a few (at
+// most 1 %) that nginx lets through twice: a request that arrives just as
+// the lock holder's response completes can miss both the lock and the
+// cached copy (one blocking playlist in one of four 30 s runs, 2026-12-02).
 func TestNginxLoad(t *testing.T) {
 	o := startOrigin(t)
-	testLoad(t, o, startNginx(t, o.addr))
+	testLoad(t, o, startNginx(t, o.addr), 0.01)
 }
 
-// TestVarnishLoad is TestNginxLoad through Varnish with the shipped VCL.
+// TestVarnishLoad is TestNginxLoad through Varnish with the shipped VCL,
+// which lets no URL through twice.
 func TestVarnishLoad(t *testing.T) {
 	o := startOrigin(t)
-	testLoad(t, o, startVarnish(t, o.addr))
+	testLoad(t, o, startVarnish(t, o.addr), 0)
 }
 
-func testLoad(t *testing.T, o *originProc, e *edge) {
+// testLoad runs the load test; twice is the share of the URLs the origin
+// may serve twice (never more).
+func testLoad(t *testing.T, o *originProc, e *edge, twice float64) {
 	r := runPlayers(t, o, e, *loadPlayers, *loadDuration)
 	t.Log(r)
 	if len(r.errors) > 0 {
@@ -53,50 +58,41 @@ func testLoad(t *testing.T, o *originProc, e *edge) {
 	if r.behindMax > time.Second {
 		t.Errorf("a player was %v behind the live edge (median over the run)", r.behindMax)
 	}
-	checkOriginCounts(t, r.stats, r.runRequests, *loadDuration)
+	checkOriginCounts(t, r.stats, *loadDuration, twice)
 }
 
 // checkOriginCounts asserts that the cache asked the origin at most once
 // per URL and cache lifetime: parts, segments, init segments (immutable)
 // and blocking playlists (12 s, and players ask for each only while it is
 // the next part) once; plain playlists (1 s) about once a second.
-func checkOriginCounts(t *testing.T, st originStats, run map[string]int, d time.Duration) {
+func checkOriginCounts(t *testing.T, st originStats, d time.Duration, twice float64) {
 	t.Helper()
 	var parts, blocking, plain int
-	// The players' first blocking playlist URL of the run (the lowest
-	// _HLS_msn and _HLS_part) reached the origin 3–21 times through nginx
-	// when 200 players started within a second (2026-12-02, players in a
-	// process without the race detector; no other URL did, and none
-	// through Varnish): its waiters woke at nginx's 500 ms lock poll and
-	// went to the origin themselves (MISS, upstream 1 ms). Not understood
-	// yet (cdn/README.md); allowed up to a quarter of the players, so
-	// that a cache that does not collapse requests at all still fails.
-	first, firstKey := [2]int{-1, -1}, ""
-	for key := range run { // the URLs of the players' run
-		_, query, _ := strings.Cut(key, "?")
-		q, _ := url.ParseQuery(query)
-		if q.Has("_HLS_msn") {
-			msn, _ := strconv.Atoi(q.Get("_HLS_msn"))
-			part, _ := strconv.Atoi(q.Get("_HLS_part"))
-			if first[0] < 0 || msn < first[0] || msn == first[0] && part < first[1] {
-				first, firstKey = [2]int{msn, part}, key
-			}
+	var doubled []string // URLs served twice
+	defer func() {
+		if allowed := int(twice * float64(parts+blocking)); len(doubled) > allowed {
+			t.Errorf("origin served %d URLs twice (at most %d allowed): %v", len(doubled), allowed, doubled)
+		} else if len(doubled) > 0 {
+			t.Logf("origin served %d URLs twice (at most %d allowed): %v", len(doubled), allowed, doubled)
 		}
-	}
+	}()
 	for key, n := range st.Requests {
 		path, query, _ := strings.Cut(key, "?")
 		switch {
 		case strings.HasSuffix(path, ".m4s") || strings.HasSuffix(path, ".mp4"):
 			parts++
-			if n > 1 {
+			switch {
+			case n == 2:
+				doubled = append(doubled, key)
+			case n > 2:
 				t.Errorf("origin served %s %d times", key, n)
 			}
 		case strings.Contains(query, "_HLS_msn="):
 			blocking++
 			switch {
-			case key == firstKey && n > 1 && n <= *loadPlayers/4:
-				t.Logf("origin served the first blocking playlist URL %s %d times (see checkOriginCounts)", key, n)
-			case n > 1:
+			case n == 2:
+				doubled = append(doubled, key)
+			case n > 2:
 				t.Errorf("origin served %s %d times", key, n)
 			}
 		case strings.HasSuffix(path, ".m3u8"):

@@ -178,7 +178,6 @@ type loadReport struct {
 	originCPU, edgeCPU float64 // cores (CPU seconds per second)
 	playersCPU         float64 // the simulated players' process
 	stats              originStats
-	runRequests        map[string]int // origin requests during the run, by URL
 }
 
 // playersEnv, when set, makes the test binary a player process (see
@@ -303,10 +302,8 @@ func runPlayers(tb testing.TB, o *originProc, e *edge, n int, d time.Duration) l
 	r := loadReport{players: n, duration: d, stats: st,
 		originCPU: float64(o1-o0) / 100 / elapsed, edgeCPU: float64(e1-e0) / 100 / elapsed,
 		playersCPU: playersCPU}
-	r.runRequests = map[string]int{}
 	for k, c := range st.Requests {
 		if n := c - before.Requests[k]; n > 0 {
-			r.runRequests[k] = n
 			r.originRequests += n
 			r.originURLs++
 			if n > r.maxPerURL && !strings.HasSuffix(k, "/index.m3u8") { // plain playlists: 1 s TTL
