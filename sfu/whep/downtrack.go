@@ -37,9 +37,9 @@ type downTrack struct {
 	canSend  bool          // the viewer negotiated the source's codec
 	switched chan struct{} // tells the session a switch happened (cap 1)
 
-	rtx    scratch     // for retransmissions, on the RTCP goroutine
-	resend resendGuard // one retransmission of a packet per resendInterval
-	epoch  time.Time   // the resend guard's clock starts here
+	rtx    scratch      // for retransmissions, on the RTCP goroutine
+	resend *resendGuard // one retransmission of a packet per resendInterval; made at the first NACK
+	epoch  time.Time    // the resend guard's clock starts here
 
 	absSendTimeID uint8 // negotiated abs-send-time extension ID, 0 if none
 
@@ -256,6 +256,9 @@ func (d *downTrack) retransmit(out uint16) {
 		return
 	}
 	in, ok := d.rw.SourceSeq(out)
+	if ok && d.resend == nil {
+		d.resend = new(resendGuard) // 8 KB, only for viewers that lose packets
+	}
 	if ok && !d.resend.allow(out, time.Since(d.epoch)+1) {
 		ok = false // resent a moment ago: still on its way
 	}
