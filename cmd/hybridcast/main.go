@@ -16,10 +16,21 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
+// defaultGCPercent is the garbage collector's target when GOGC is not set.
+// The forwarding path allocates nothing per packet, so collections are
+// rare and a smaller heap costs little: with 200 WHEP viewers (examples/load,
+// 2026-12-02) 50 instead of Go's 100 took server RSS from 0.56 to 0.45 MB
+// per viewer for 0.65–0.75 → 0.69–0.70 cores.
+const defaultGCPercent = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
