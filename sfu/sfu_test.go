@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -225,6 +226,51 @@ func TestKeyframeRequestsAreThrottled(t *testing.T) {
 			if sent[i] != want[i] {
 				t.Fatalf("sent at %v, want %v", sent, want)
 			}
+		}
+	})
+}
+
+// TestSwitchKeyframeRequests: a switch waits for a keyframe already asked
+// for; once that arrived it asks at once, at most once per
+// SwitchKeyframeInterval, bringing a deferred request forward.
+func TestSwitchKeyframeRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex // the deferred request runs on a timer goroutine
+		var sent []time.Duration
+		start := time.Now()
+		tr := NewTrack(TrackConfig{Info: TrackInfo{ID: "video", Kind: KindVideo, MimeType: MimeTypeH264},
+			RequestKeyframe: func() { mu.Lock(); sent = append(sent, time.Since(start)); mu.Unlock() }})
+		defer tr.Close()
+		seq, ts := uint16(0), uint32(0)
+		keyframe := func() { // the publisher's answer arrives
+			seq++
+			ts += 3000
+			if err := tr.WriteRTP(videoPacket(seq, ts, payloadSPS)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ms := time.Millisecond
+		tr.RequestKeyframe()       // 0: sent
+		time.Sleep(50 * ms)        // synctest: fake time
+		tr.RequestSwitchKeyframe() // 50: the keyframe asked for at 0 is on its way: nothing sent
+		keyframe()                 // 50: it arrives
+		time.Sleep(50 * ms)        //
+		tr.RequestSwitchKeyframe() // 100: answered already, so sent at once (KeyframeInterval does not hold it)
+		keyframe()
+		time.Sleep(50 * ms)        //
+		tr.RequestSwitchKeyframe() // 150: deferred to 300, SwitchKeyframeInterval after the last switch's
+		time.Sleep(200 * ms)       // 350: sent at 300
+		keyframe()
+		tr.RequestKeyframe()       // 350: deferred to 800 (KeyframeInterval after 300)
+		time.Sleep(200 * ms)       //
+		tr.RequestSwitchKeyframe() // 550: brings it forward to now
+		synctest.Wait()
+		time.Sleep(time.Second) // nothing else fires
+		mu.Lock()
+		defer mu.Unlock()
+		want := []time.Duration{0, 100 * ms, 300 * ms, 550 * ms}
+		if !slices.Equal(sent, want) {
+			t.Fatalf("sent at %v, want %v", sent, want)
 		}
 	})
 }

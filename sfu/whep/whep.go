@@ -294,10 +294,20 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 			}
 			cur, target := dt.current()
 			if want != nil && want != cur && want != target {
+				// A viewer that already receives a layer switches, and its
+				// keyframe request may come sooner than a joining viewer's.
+				var opts []sfu.SubscribeOption
+				if cur != nil {
+					opts = append(opts, sfu.ForSwitch())
+				}
 				if _, ok := subs[dt][want]; ok {
 					dt.follow(want)
-					want.RequestKeyframe()
-				} else if unsub, err := want.Subscribe(dt.follow(want)); err == nil {
+					if cur != nil {
+						want.RequestSwitchKeyframe()
+					} else {
+						want.RequestKeyframe()
+					}
+				} else if unsub, err := want.Subscribe(dt.follow(want), opts...); err == nil {
 					subs[dt][want] = unsub
 				}
 				// A subscribe error means the track closed under us: the
