@@ -201,13 +201,20 @@ func slowSub(tr *Track, s Subscriber) *subscription {
 	return nil
 }
 
+// keyframeRecorder makes a video track whose keyframe requests are
+// recorded, as times since its start, for sent to return.
+func keyframeRecorder() (tr *Track, sent func() []time.Duration) {
+	var mu sync.Mutex // the deferred request runs on a timer goroutine
+	var times []time.Duration
+	start := time.Now()
+	tr = NewTrack(TrackConfig{Info: TrackInfo{ID: "video", Kind: KindVideo, MimeType: MimeTypeH264},
+		RequestKeyframe: func() { mu.Lock(); times = append(times, time.Since(start)); mu.Unlock() }})
+	return tr, func() []time.Duration { mu.Lock(); defer mu.Unlock(); return slices.Clone(times) }
+}
+
 func TestKeyframeRequestsAreThrottled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex // the deferred request runs on a timer goroutine
-		var sent []time.Duration
-		start := time.Now()
-		tr := NewTrack(TrackConfig{Info: TrackInfo{ID: "video", Kind: KindVideo, MimeType: MimeTypeH264},
-			RequestKeyframe: func() { mu.Lock(); sent = append(sent, time.Since(start)); mu.Unlock() }})
+		tr, sentAt := keyframeRecorder()
 		defer tr.Close()
 		tr.RequestKeyframe()                // sent at 0
 		time.Sleep(100 * time.Millisecond)  // synctest: fake time
@@ -216,8 +223,7 @@ func TestKeyframeRequestsAreThrottled(t *testing.T) {
 		time.Sleep(1000 * time.Millisecond) // deferred one fires at 500 ms
 		tr.RequestKeyframe()                // 1100 ms: more than 500 ms after 500 ms, sent
 		synctest.Wait()
-		mu.Lock()
-		defer mu.Unlock()
+		sent := sentAt()
 		want := []time.Duration{0, 500 * time.Millisecond, 1100 * time.Millisecond}
 		if len(sent) != len(want) {
 			t.Fatalf("sent at %v, want %v", sent, want)
@@ -235,11 +241,7 @@ func TestKeyframeRequestsAreThrottled(t *testing.T) {
 // SwitchKeyframeInterval, bringing a deferred request forward.
 func TestSwitchKeyframeRequests(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex // the deferred request runs on a timer goroutine
-		var sent []time.Duration
-		start := time.Now()
-		tr := NewTrack(TrackConfig{Info: TrackInfo{ID: "video", Kind: KindVideo, MimeType: MimeTypeH264},
-			RequestKeyframe: func() { mu.Lock(); sent = append(sent, time.Since(start)); mu.Unlock() }})
+		tr, sentAt := keyframeRecorder()
 		defer tr.Close()
 		seq, ts := uint16(0), uint32(0)
 		keyframe := func() { // the publisher's answer arrives
@@ -266,10 +268,8 @@ func TestSwitchKeyframeRequests(t *testing.T) {
 		tr.RequestSwitchKeyframe() // 550: brings it forward to now
 		synctest.Wait()
 		time.Sleep(time.Second) // nothing else fires
-		mu.Lock()
-		defer mu.Unlock()
 		want := []time.Duration{0, 100 * ms, 300 * ms, 550 * ms}
-		if !slices.Equal(sent, want) {
+		if sent := sentAt(); !slices.Equal(sent, want) {
 			t.Fatalf("sent at %v, want %v", sent, want)
 		}
 	})

@@ -331,7 +331,21 @@ const switchOutstanding = 500 * time.Millisecond
 // KeyframeInterval: a request inside the interval is deferred to its end, and
 // requests made while one is deferred are merged into it. Viewers' PLI and
 // FIR, new subscriptions and overflowing ones ask through it.
-func (t *Track) RequestKeyframe() { t.requestKeyframeAfter(t.keyframeInterval) }
+func (t *Track) RequestKeyframe() {
+	if !t.lockKeyframeRequests() {
+		return
+	}
+	defer t.kfMu.Unlock()
+	if t.kfPending != nil {
+		return
+	}
+	now := time.Now()
+	if wait := t.kfLast.Add(t.keyframeInterval).Sub(now); wait > 0 {
+		t.deferKeyframeRequestLocked(now, wait)
+		return
+	}
+	t.sendKeyframeRequestLocked(now)
+}
 
 // RequestSwitchKeyframe asks for a keyframe for a viewer switching to this
 // track, which switches at the track's next keyframe. A request sent less
@@ -340,63 +354,57 @@ func (t *Track) RequestKeyframe() { t.requestKeyframeAfter(t.keyframeInterval) }
 // last switch's (bringing a deferred request forward), apart from
 // KeyframeInterval.
 func (t *Track) RequestSwitchKeyframe() {
-	if t.requestKeyframe == nil {
+	if !t.lockKeyframeRequests() {
 		return
 	}
-	t.kfMu.Lock()
 	defer t.kfMu.Unlock()
-	select {
-	case <-t.done:
-		return
-	default:
-	}
 	now := time.Now()
 	if !t.kfLast.IsZero() && t.kfLast.UnixNano() > t.lastKeyframe.Load() && now.Sub(t.kfLast) < switchOutstanding {
 		return // the keyframe asked for is on its way
 	}
 	wait := max(t.kfSwitch.Add(SwitchKeyframeInterval).Sub(now), 0)
-	if t.kfPending != nil {
+	switch {
+	case t.kfPending != nil:
 		// Merged into the deferred request, which the switch may bring
 		// forward (unless it is firing already).
-		if at := now.Add(wait); at.Before(t.kfPendingAt) && t.kfPending.Stop() {
-			t.kfPending = time.AfterFunc(wait, t.sendDeferredKeyframeRequest)
-			t.kfPendingAt = at
-			t.kfSwitch = at
+		if now.Add(wait).Before(t.kfPendingAt) && t.kfPending.Stop() {
+			t.deferKeyframeRequestLocked(now, wait)
+			t.kfSwitch = t.kfPendingAt
 		}
-		return
-	}
-	if wait > 0 {
-		t.kfPending = time.AfterFunc(wait, t.sendDeferredKeyframeRequest)
-		t.kfPendingAt = now.Add(wait)
+	case wait > 0:
+		t.deferKeyframeRequestLocked(now, wait)
 		t.kfSwitch = t.kfPendingAt
-		return
+	default:
+		t.kfSwitch = now
+		t.sendKeyframeRequestLocked(now)
 	}
-	t.kfLast, t.kfSwitch = now, now
-	t.kfRequests.Add(1)
-	t.log.Debug("keyframe request sent for a switch")
-	t.requestKeyframe()
 }
 
-func (t *Track) requestKeyframeAfter(interval time.Duration) {
+// lockKeyframeRequests takes kfMu for a keyframe request, unless the track
+// has no way to ask or is closed; it reports whether it did.
+func (t *Track) lockKeyframeRequests() bool {
 	if t.requestKeyframe == nil {
-		return
+		return false
 	}
 	t.kfMu.Lock()
-	defer t.kfMu.Unlock()
-	if t.kfPending != nil {
-		return
-	}
 	select {
 	case <-t.done:
-		return
+		t.kfMu.Unlock()
+		return false
 	default:
+		return true
 	}
-	now := time.Now()
-	if wait := t.kfLast.Add(interval).Sub(now); wait > 0 {
-		t.kfPending = time.AfterFunc(wait, t.sendDeferredKeyframeRequest)
-		t.kfPendingAt = now.Add(wait)
-		return
-	}
+}
+
+// deferKeyframeRequestLocked sends a keyframe request wait after now. kfMu
+// is held and no request is pending.
+func (t *Track) deferKeyframeRequestLocked(now time.Time, wait time.Duration) {
+	t.kfPending = time.AfterFunc(wait, t.sendDeferredKeyframeRequest)
+	t.kfPendingAt = now.Add(wait)
+}
+
+// sendKeyframeRequestLocked sends a keyframe request now. kfMu is held.
+func (t *Track) sendKeyframeRequestLocked(now time.Time) {
 	t.kfLast = now
 	t.kfRequests.Add(1)
 	t.log.Debug("keyframe request sent")

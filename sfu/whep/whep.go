@@ -296,17 +296,13 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 			if want != nil && want != cur && want != target {
 				// A viewer that already receives a layer switches, and its
 				// keyframe request may come sooner than a joining viewer's.
-				var opts []sfu.SubscribeOption
+				request, opts := want.RequestKeyframe, []sfu.SubscribeOption(nil)
 				if cur != nil {
-					opts = append(opts, sfu.ForSwitch())
+					request, opts = want.RequestSwitchKeyframe, []sfu.SubscribeOption{sfu.ForSwitch()}
 				}
 				if _, ok := subs[dt][want]; ok {
 					dt.follow(want)
-					if cur != nil {
-						want.RequestSwitchKeyframe()
-					} else {
-						want.RequestKeyframe()
-					}
+					request()
 				} else if unsub, err := want.Subscribe(dt.follow(want), opts...); err == nil {
 					subs[dt][want] = unsub
 				}
