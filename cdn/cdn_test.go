@@ -76,25 +76,23 @@ func checkOriginCounts(t *testing.T, st originStats, d time.Duration, twice floa
 			t.Logf("origin served %d URLs twice (at most %d allowed): %v", len(doubled), allowed, doubled)
 		}
 	}()
+	once := func(key string, n int) { // a URL the origin should serve once
+		switch {
+		case n == 2:
+			doubled = append(doubled, key)
+		case n > 2:
+			t.Errorf("origin served %s %d times", key, n)
+		}
+	}
 	for key, n := range st.Requests {
 		path, query, _ := strings.Cut(key, "?")
 		switch {
 		case strings.HasSuffix(path, ".m4s") || strings.HasSuffix(path, ".mp4"):
 			parts++
-			switch {
-			case n == 2:
-				doubled = append(doubled, key)
-			case n > 2:
-				t.Errorf("origin served %s %d times", key, n)
-			}
+			once(key, n)
 		case strings.Contains(query, "_HLS_msn="):
 			blocking++
-			switch {
-			case n == 2:
-				doubled = append(doubled, key)
-			case n > 2:
-				t.Errorf("origin served %s %d times", key, n)
-			}
+			once(key, n)
 		case strings.HasSuffix(path, ".m3u8"):
 			plain++
 			if limit := int(d.Seconds()) + 3; n > limit {

@@ -195,10 +195,13 @@ type playersJob struct {
 type playersOut struct {
 	Start, End int64   // unix nanoseconds: the players' run
 	CPU        float64 // cores the process used during the run
-	Players    []struct {
-		Parts [][3]int64 // msn, part, unix nanoseconds received
-		Errs  []string
-	}
+	Players    []playerOut
+}
+
+// playerOut is one player's playerResult, as a player process reports it.
+type playerOut struct {
+	Parts [][3]int64 // msn, part, unix nanoseconds received
+	Errs  []string
 }
 
 // playPlayers runs a playersJob and writes a playersOut to stdout: the
@@ -213,10 +216,7 @@ func playPlayers() error {
 	}
 	results, t0, end, cpu := playAll(job.Base, job.N, job.Duration)
 	out := playersOut{Start: t0.UnixNano(), End: end.UnixNano(), CPU: cpu}
-	out.Players = make([]struct {
-		Parts [][3]int64
-		Errs  []string
-	}, len(results))
+	out.Players = make([]playerOut, len(results))
 	for i, res := range results {
 		for _, p := range res.parts {
 			out.Players[i].Parts = append(out.Players[i].Parts, [3]int64{int64(p.id.msn), int64(p.id.part), p.at.UnixNano()})
