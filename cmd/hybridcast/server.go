@@ -240,7 +240,12 @@ func (s *server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 		s.ready.Store(false)
 		s.cancelBase() // held LL-HLS requests answer now
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// net/http counts a connection on which no request has come yet
+		// (a browser's preconnect) as active for its first 5 s, so a
+		// 5 s bound failed whenever one was opened just before: CI's
+		// TestPublishPageErrors, with Chromium still open, once stopped
+		// with "context deadline exceeded". 10 s outlasts that rule.
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err = s.http.Shutdown(shutdownCtx)
 		cancel()
 		if serveErr := <-errc; !errors.Is(serveErr, http.ErrServerClosed) && err == nil {
