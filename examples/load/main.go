@@ -76,7 +76,7 @@ type config struct {
 	base, stream, token, viewerToken string
 	video, audio                     string
 	viewers, maxPending              int
-	ramp                             float64
+	ramp, pace                       float64
 	duration, settle, tail, match    time.Duration
 	setupTimeout                     time.Duration
 	serverPID                        int
@@ -93,6 +93,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&c.viewerToken, "viewer-token", "", "bearer token for viewers, if the server wants one")
 	flag.StringVar(&c.video, "video", "../shared/media/layer-f.h264", "video clip (.h264 or .ivf), relative to the repository root; empty for none")
 	flag.StringVar(&c.audio, "audio", "../shared/media/audio.ogg", "Opus clip (.ogg), relative to the repository root; empty for none")
+	flag.Float64Var(&c.pace, "pace", 2.5, "publisher pacing: video packets leave at most at this multiple of the clip's mean bitrate, as a browser's pacer sends them (Chrome: 2.5); 0 writes each frame's packets in one burst")
 	flag.IntVar(&c.viewers, "viewers", 200, fmt.Sprintf("number of WHEP viewers (at most %d)", maxViewers))
 	flag.Float64Var(&c.ramp, "ramp", 20, "viewers started per second")
 	flag.IntVar(&c.maxPending, "max-pending", 20, "most viewers negotiating at once")
@@ -117,6 +118,9 @@ func parseFlags() (config, error) {
 	}
 	if !(c.ramp > 0 && c.ramp <= 1000) {
 		errs = append(errs, fmt.Errorf("-ramp %v: want (0, 1000] viewers per second", c.ramp))
+	}
+	if c.pace != 0 && !(c.pace >= 1 && c.pace <= 100) {
+		errs = append(errs, fmt.Errorf("-pace %v: want 0 (no pacing) or [1, 100] times the clip's bitrate", c.pace))
 	}
 	if c.maxPending < 1 {
 		errs = append(errs, fmt.Errorf("-max-pending %d: want at least 1", c.maxPending))
@@ -268,7 +272,7 @@ func run() error {
 	start := time.Now()
 	rel := func(t time.Time) time.Duration { return t.Sub(start) }
 	var rep Report
-	rep.Config = reportConfig{URL: base, Stream: cfg.stream, Viewers: cfg.viewers, Ramp: cfg.ramp,
+	rep.Config = reportConfig{URL: base, Stream: cfg.stream, Viewers: cfg.viewers, Ramp: cfg.ramp, Pace: cfg.pace,
 		DurationS: cfg.duration.Seconds(), Video: video.Path, TailMS: ms(cfg.tail), MatchWindowMS: ms(cfg.match)}
 	if audio != nil {
 		rep.Config.Audio = audio.Path
@@ -282,7 +286,7 @@ func run() error {
 	setup, cancel := context.WithTimeout(ctx, cfg.setupTimeout)
 	pub, err := client.Publish(setup, client.PublishConfig{
 		URL: whip, Token: cfg.token, Video: video, Audio: audio, Loopback: cfg.loopback,
-		Logger: log, HTTPClient: httpClient,
+		Logger: log, HTTPClient: httpClient, PaceFactor: cfg.pace,
 		OnFrameSent: func(f client.SentFrame) {
 			if len(sends) >= maxSends {
 				sendOverflow++
@@ -533,6 +537,7 @@ type reportConfig struct {
 	Stream        string  `json:"stream"`
 	Viewers       int     `json:"viewers"`
 	Ramp          float64 `json:"ramp_per_second"`
+	Pace          float64 `json:"pace_factor"`
 	DurationS     float64 `json:"duration_seconds"`
 	Video         string  `json:"video"`
 	Audio         string  `json:"audio,omitempty"`
@@ -885,6 +890,11 @@ func (r *Report) print(w io.Writer) {
 	p("=== hybridcast load report ===")
 	p("server            %s  stream %q", c.URL, c.Stream)
 	p("media             %s + %s", c.Video, c.Audio)
+	if c.Pace > 0 {
+		p("publisher pacing  %.1f x the clip's mean bitrate", c.Pace)
+	} else {
+		p("publisher pacing  none: each frame's packets in one burst")
+	}
 	p("viewers           %d requested, ramp %.0f/s took %.1fs; window %.1fs (asked %.0fs)%s; close took %.1fs",
 		c.Viewers, c.Ramp, r.Ramp.Seconds, r.WindowSeconds, c.DurationS, map[bool]string{true: " INTERRUPTED"}[r.Interrupted], r.CloseSeconds)
 	p("")

@@ -57,9 +57,16 @@ type PublishConfig struct {
 	// MTU is the largest RTP payload in bytes. Zero means DefaultMTU.
 	MTU int
 	// OnFrameSent, if set, is called from the send goroutine for each
-	// video frame just before its packets are written, so that no receiver
-	// can see a frame before its SentFrame exists. It must not block.
+	// video frame just before its first packet is written, so that no
+	// receiver can see a frame before its SentFrame exists. It must not
+	// block.
 	OnFrameSent func(SentFrame)
+	// PaceFactor, if above zero, spreads video packets over time as a
+	// browser's pacer does: at most PaceFactor times the clip's mean
+	// bitrate (Chrome paces at 2.5 times its target bitrate), so a
+	// keyframe leaves over tens of milliseconds instead of in one burst.
+	// Zero writes each frame's packets at once.
+	PaceFactor float64
 }
 
 // SentFrame describes a video frame a publisher has sent.
@@ -76,7 +83,8 @@ type SentFrame struct {
 	// Packets is the number of RTP packets the frame took.
 	Packets int
 	// SentAt is when the frame's first packet was written (the callback
-	// runs just before).
+	// runs just before). With pacing it can be later than the frame's
+	// capture time.
 	SentAt time.Time
 	// Fingerprint is [PayloadFingerprint] of the last packet's payload.
 	Fingerprint uint64
@@ -298,6 +306,32 @@ type stream struct {
 	ts      uint32 // next RTP timestamp
 	seq     uint16 // next sequence number
 	elapsed uint64 // clock ticks sent since start
+
+	// With pacing: packets waiting to be written, the earliest time the
+	// next may go, and the pacing rate in bytes per second.
+	queue    []pacedPacket
+	nextSend time.Time
+	rate     float64
+}
+
+// pacedPacket is a video packet waiting in the pacer; frame is set on a
+// frame's first packet, to be reported when that packet is written.
+type pacedPacket struct {
+	pkt   rtp.Packet
+	frame *SentFrame
+}
+
+// meanBitrate returns the clip's mean bitrate in bits per second.
+func meanBitrate(c *Clip) float64 {
+	var bytes int
+	for _, f := range c.Frames {
+		bytes += len(f.Data)
+	}
+	d := c.Duration().Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(bytes) * 8 / d
 }
 
 func (s *stream) due(start time.Time) time.Time {
@@ -314,6 +348,9 @@ func (p *Publisher) run() {
 			pay = &codecs.VP8Payloader{EnablePictureID: true}
 		}
 		video = &stream{clip: p.cfg.Video, track: p.videoTrack, pay: pay, ts: rand.Uint32(), seq: uint16(rand.Uint32())}
+		if p.cfg.PaceFactor > 0 {
+			video.rate = p.cfg.PaceFactor * meanBitrate(p.cfg.Video) / 8
+		}
 	}
 	if p.cfg.Audio != nil {
 		audio = &stream{clip: p.cfg.Audio, track: p.audioTrack, pay: &codecs.OpusPayloader{}, ts: rand.Uint32(), seq: uint16(rand.Uint32())}
@@ -324,6 +361,13 @@ func (p *Publisher) run() {
 	for {
 		now := time.Now()
 		next := now.Add(time.Hour)
+		if video != nil && len(video.queue) > 0 {
+			if !video.nextSend.After(now) {
+				p.writePaced(video, now)
+				continue
+			}
+			next = video.nextSend
+		}
 		if video != nil {
 			if d := video.due(start); !d.After(now) {
 				if lag := now.Sub(d); lag > maxLag {
@@ -332,7 +376,7 @@ func (p *Publisher) run() {
 				}
 				p.sendVideo(video)
 				continue
-			} else {
+			} else if d.Before(next) {
 				next = d
 			}
 		}
@@ -381,19 +425,9 @@ func (p *Publisher) sendVideo(s *stream) {
 	payloads := s.pay.Payload(uint16(p.cfg.MTU), f.Data)
 	if len(payloads) == 0 {
 		p.log.Warn("video frame gave no packets", "index", idx)
-	} else if cb := p.cfg.OnFrameSent; cb != nil {
-		cb(SentFrame{
-			Index:       idx,
-			Timestamp:   s.ts,
-			Keyframe:    f.Keyframe,
-			Requested:   wanted && f.Keyframe,
-			Packets:     len(payloads),
-			SentAt:      time.Now(),
-			Fingerprint: PayloadFingerprint(payloads[len(payloads)-1]),
-		})
 	}
 	for i, pl := range payloads {
-		pkt := rtp.Packet{
+		pp := pacedPacket{pkt: rtp.Packet{
 			Header: rtp.Header{
 				Version:        2,
 				Marker:         i == len(payloads)-1,
@@ -401,14 +435,24 @@ func (p *Publisher) sendVideo(s *stream) {
 				Timestamp:      s.ts,
 			},
 			Payload: pl,
+		}}
+		if i == 0 && p.cfg.OnFrameSent != nil {
+			pp.frame = &SentFrame{
+				Index:       idx,
+				Timestamp:   s.ts,
+				Keyframe:    f.Keyframe,
+				Requested:   wanted && f.Keyframe,
+				Packets:     len(payloads),
+				Fingerprint: PayloadFingerprint(payloads[len(payloads)-1]),
+			}
 		}
 		s.seq++
-		if err := s.track.WriteRTP(&pkt); err != nil {
-			p.noteWriteError(err)
+		if s.rate > 0 {
+			s.queue = append(s.queue, pp)
+		} else {
+			p.writeVideo(s, &pp, time.Now())
 		}
-		p.videoBytes.Add(uint64(len(pl)))
 	}
-	p.videoPackets.Add(uint64(len(payloads)))
 	p.framesSent.Add(1)
 	if f.Keyframe {
 		p.keyframesSent.Add(1)
@@ -423,6 +467,37 @@ func (p *Publisher) sendVideo(s *stream) {
 		s.pos = 0
 		p.loops.Add(1)
 	}
+}
+
+// writePaced writes the first queued packet and sets when the next may go:
+// a leaky bucket at s.rate. It keeps up to a millisecond of credit, so a
+// late timer does not lower the rate, but no more: after an idle spell
+// the next frame is paced again from its first packet.
+func (p *Publisher) writePaced(s *stream, now time.Time) {
+	pp := &s.queue[0]
+	p.writeVideo(s, pp, now)
+	base := s.nextSend
+	if now.Sub(base) > time.Millisecond {
+		base = now
+	}
+	s.nextSend = base.Add(time.Duration(float64(len(pp.pkt.Payload)) / s.rate * float64(time.Second)))
+	s.queue[0] = pacedPacket{}
+	s.queue = s.queue[1:]
+	if len(s.queue) == 0 {
+		s.queue = s.queue[:0:0] // let the array go
+	}
+}
+
+func (p *Publisher) writeVideo(s *stream, pp *pacedPacket, now time.Time) {
+	if pp.frame != nil {
+		pp.frame.SentAt = now
+		p.cfg.OnFrameSent(*pp.frame)
+	}
+	if err := s.track.WriteRTP(&pp.pkt); err != nil {
+		p.noteWriteError(err)
+	}
+	p.videoBytes.Add(uint64(len(pp.pkt.Payload)))
+	p.videoPackets.Add(1)
 }
 
 func (p *Publisher) sendAudio(s *stream, countLoops bool) {
