@@ -92,7 +92,7 @@ func (p *Page) onEvent(ev any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.closed {
-		p.t.Logf("browsertest: %s: %s", p.name, msg)
+		p.t.Logf("browsertest: %s %s: %s", time.Now().Format("05.000"), p.name, msg)
 	}
 }
 
