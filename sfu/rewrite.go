@@ -43,6 +43,9 @@ func NewRewriter(ssrc uint32, payloadType uint8, clockRate uint32, initialSeq ui
 // SetPayloadType changes the outgoing payload type.
 func (r *Rewriter) SetPayloadType(pt uint8) { r.payloadType = pt }
 
+// PayloadType returns the outgoing payload type.
+func (r *Rewriter) PayloadType() uint8 { return r.payloadType }
+
 // SwitchSource tells the Rewriter that the next packet comes from a new
 // source: it continues the outgoing sequence and timeline from there.
 func (r *Rewriter) SwitchSource() { r.switching = true }

@@ -56,6 +56,8 @@ type ViewerCounters struct {
 	KeyframeRequests uint64
 	// LayerSwitches counts changes of the simulcast layer forwarded.
 	LayerSwitches uint64
+	// ProbePackets counts the packets sent again as probe padding.
+	ProbePackets uint64
 }
 
 func (c *ViewerCounters) add(o ViewerCounters) {
@@ -65,6 +67,7 @@ func (c *ViewerCounters) add(o ViewerCounters) {
 	c.Retransmitted += o.Retransmitted
 	c.KeyframeRequests += o.KeyframeRequests
 	c.LayerSwitches += o.LayerSwitches
+	c.ProbePackets += o.ProbePackets
 }
 
 // ViewerStats describes one viewer for the API.
@@ -75,12 +78,16 @@ type ViewerStats struct {
 	// Pinned is the layer the viewer asked for; "" means automatic.
 	Pinned string `json:"pinned,omitempty"`
 	// EstimatedBitrate is the viewer's latest bandwidth estimate (REMB), bit/s.
-	EstimatedBitrate int    `json:"estimated_bitrate,omitempty"`
+	EstimatedBitrate int `json:"estimated_bitrate,omitempty"`
+	// ProbePadding is the probe traffic sent on top of the layer to find
+	// room for the next one up, bit/s (0: not probing).
+	ProbePadding     int    `json:"probe_padding,omitempty"`
 	Packets          uint64 `json:"packets"`
 	NACKs            uint64 `json:"nacks"`
 	Retransmitted    uint64 `json:"retransmitted"`
 	KeyframeRequests uint64 `json:"keyframe_requests"`
 	LayerSwitches    uint64 `json:"layer_switches"`
+	ProbePackets     uint64 `json:"probe_packets,omitempty"`
 }
 
 func newRouter(name string, log *slog.Logger) *Router {

@@ -104,7 +104,7 @@ func (n *netnsServer) shape(t *testing.T, rate string) {
 func TestChromiumViewerAdaptsToBandwidth(t *testing.T) {
 	b := browsertest.New(t)
 	n := startNetnsServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
 	publishSimulcastFrom(ctx, t, n.base+"/whip/bw", []string{"q", "h", "f"}, func(ip net.IP) bool { return ip.Equal(net.ParseIP("10.201.0.1")) })
 
@@ -127,11 +127,11 @@ func TestChromiumViewerAdaptsToBandwidth(t *testing.T) {
 		}
 		return streams[0].ViewerList[0]
 	}
-	last := ""
+	last, lastPadding := "", 0
 	logLayer := func(v sfu.ViewerStats) {
-		if v.Layer != last {
-			t.Logf("%5.1fs layer %s (%d bit/s), estimate %d bit/s", time.Since(start).Seconds(), v.Layer, bitrates[v.Layer], v.EstimatedBitrate)
-			last = v.Layer
+		if v.Layer != last || (v.ProbePadding > 0) != (lastPadding > 0) {
+			t.Logf("%5.1fs layer %s (%d bit/s), estimate %d bit/s, probe padding %d bit/s (%d packets so far)", time.Since(start).Seconds(), v.Layer, bitrates[v.Layer], v.EstimatedBitrate, v.ProbePadding, v.ProbePackets)
+			last, lastPadding = v.Layer, v.ProbePadding
 		}
 	}
 	// The timeline and the freeze check poll: the API and getStats have no
@@ -157,28 +157,36 @@ func TestChromiumViewerAdaptsToBandwidth(t *testing.T) {
 		}
 		return longestFreeze
 	}
-	watch(12*time.Second, func(v sfu.ViewerStats) bool { return v.Layer == "f" })
+	// The viewer starts on the middle layer and finds its way up by
+	// probing; the shaping must take it down from the top layer.
+	watch(60*time.Second, func(v sfu.ViewerStats) bool { return v.Layer == "f" })
+	if last != "f" {
+		t.Fatalf("the viewer did not reach the top layer in 60 s unshaped (on %q)", last)
+	}
+	reachedTop := time.Since(start)
 
 	n.shape(t, "1mbit")
 	t.Logf("%5.1fs downlink shaped to 1 Mbit/s", time.Since(start).Seconds())
 	shapedAt := time.Now()
 	fits := func(v sfu.ViewerStats) bool { return v.Layer != "" && bitrates[v.Layer] < 1_000_000 }
-	watch(10*time.Second, fits)
+	switchFreeze := watch(10*time.Second, fits)
 	settled := time.Since(shapedAt)
 	if !fits(status()) {
 		t.Fatalf("10 s after shaping to 1 Mbit/s the viewer is on %q (%d bit/s)", last, bitrates[last])
 	}
 	freeze := watch(8*time.Second, nil) // stays on a fitting layer, no long freeze
-	t.Logf("settled after %v; longest freeze while shaped %v", settled.Round(100*time.Millisecond), freeze.Round(100*time.Millisecond))
+	t.Logf("reached the top layer after %v; settled %v after shaping; longest freeze while stepping down %v, after settling %v",
+		reachedTop.Round(100*time.Millisecond), settled.Round(100*time.Millisecond), switchFreeze.Round(100*time.Millisecond), freeze.Round(100*time.Millisecond))
 	if freeze > time.Second {
 		t.Errorf("picture froze %v while shaped (want ≤ 1 s)", freeze)
 	}
 
 	n.shape(t, "")
 	t.Logf("%5.1fs limit lifted", time.Since(start).Seconds())
-	// Up is a probe at a time, with back-off after congestion: allow 90 s.
+	liftedAt := time.Now()
 	watch(90*time.Second, func(v sfu.ViewerStats) bool { return v.Layer == "f" })
 	if last != "f" {
 		t.Fatalf("after the limit was lifted the viewer did not climb back to the top layer (on %q)", last)
 	}
+	t.Logf("back on the top layer %v after the limit was lifted", time.Since(liftedAt).Round(100*time.Millisecond))
 }

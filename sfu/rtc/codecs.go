@@ -1,6 +1,7 @@
 package rtc
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/pion/webrtc/v4"
@@ -35,6 +36,30 @@ func h264(pt webrtc.PayloadType, profile string) webrtc.RTPCodecParameters {
 		MimeType: webrtc.MimeTypeH264, ClockRate: 90000, RTCPFeedback: videoFeedback,
 		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile,
 	}, PayloadType: pt}
+}
+
+// rtxPayloadTypes gives each video codec's RTX payload type in offers we
+// make (answers use the offerer's), free in both the video and the audio
+// list.
+var rtxPayloadTypes = map[webrtc.PayloadType]webrtc.PayloadType{
+	102: 103, 104: 105, 106: 107, 108: 109, 110: 112, 96: 97, 98: 99, 45: 46, 116: 117,
+}
+
+// registerRTX adds an RTX format for every video codec.
+func registerRTX(m *webrtc.MediaEngine) error {
+	for _, c := range videoCodecs {
+		pt, ok := rtxPayloadTypes[c.PayloadType]
+		if !ok {
+			return fmt.Errorf("no RTX payload type for %s/%d", c.MimeType, c.PayloadType)
+		}
+		rtx := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", c.PayloadType),
+		}, PayloadType: pt}
+		if err := m.RegisterCodec(rtx, webrtc.RTPCodecTypeVideo); err != nil {
+			return fmt.Errorf("register RTX for %s: %w", c.MimeType, err)
+		}
+	}
+	return nil
 }
 
 var audioCodecs = []webrtc.RTPCodecParameters{

@@ -218,6 +218,11 @@ func viewerAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 	if err := registerCodecs(m); err != nil {
 		return nil, err
 	}
+	// RTX (RFC 4588) where the viewer offers it: the stream that carries
+	// probe padding (sfu/whep), which a receiver must not take for replays.
+	if err := registerRTX(m); err != nil {
+		return nil, err
+	}
 	// abs-send-time lets a browser viewer run its receive-side bandwidth
 	// estimator and report it as REMB, which drives the layer choice.
 	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.ABSSendTimeURI}, webrtc.RTPCodecTypeVideo); err != nil {

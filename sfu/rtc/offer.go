@@ -40,6 +40,8 @@ type MediaSection struct {
 	Direction string // sendonly, recvonly, sendrecv, inactive
 	// Codecs are the offered codecs we support, most preferred first.
 	Codecs []webrtc.RTPCodecParameters
+	// RTX lists the offered RTX formats (RFC 4588) of those codecs.
+	RTX []webrtc.RTPCodecParameters
 	// RIDs lists the simulcast layers offered (a=rid), if any.
 	RIDs []string
 }
@@ -114,6 +116,15 @@ func ParseOffer(raw string) (*Offer, error) {
 		slices.SortStableFunc(ok, func(a, b ranked) int { return a.rank - b.rank })
 		for _, r := range ok {
 			ms.Codecs = append(ms.Codecs, r.c)
+		}
+		for _, c := range codecs {
+			if !strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) {
+				continue
+			}
+			apt, err := strconv.ParseUint(fmtpParams(c.SDPFmtpLine)["apt"], 10, 7)
+			if err == nil && slices.ContainsFunc(ms.Codecs, func(m webrtc.RTPCodecParameters) bool { return uint64(m.PayloadType) == apt }) {
+				ms.RTX = append(ms.RTX, c)
+			}
 		}
 		if len(ms.Codecs) == 0 {
 			names := make([]string, 0, len(codecs))

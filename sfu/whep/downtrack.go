@@ -3,6 +3,7 @@ package whep
 import (
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,16 +38,25 @@ type downTrack struct {
 	canSend  bool          // the viewer negotiated the source's codec
 	switched chan struct{} // tells the session a switch happened (cap 1)
 
-	rtx    scratch      // for retransmissions, on the RTCP goroutine
-	resend *resendGuard // one retransmission of a packet per resendInterval; made at the first NACK
-	epoch  time.Time    // the resend guard's clock starts here
+	resendBuf scratch // for retransmissions, on the RTCP goroutine
+	// Probe padding goes out as RTX (RFC 4588) copies of recent packets,
+	// from the session's run goroutine: a copy on the media stream itself
+	// would be a replay, which the viewer's SRTP drops before its bandwidth
+	// estimator sees it.
+	pad    scratch
+	padAge uint16          // how far back the next probe copy reaches
+	rtxSeq uint16          // next RTX sequence number
+	rtx    uint32          // RTX SSRC, 0 if the viewer did not negotiate RTX
+	rtxPT  map[uint8]uint8 // media payload type → its RTX payload type
+	resend *resendGuard    // one retransmission of a packet per resendInterval; made at the first NACK
+	epoch  time.Time       // the resend guard's clock starts here
 
 	absSendTimeID uint8 // negotiated abs-send-time extension ID, 0 if none
 
 	latency *sfu.LatencyHistogram // arrival → handed to SRTP, shared by the handler's viewers
 
-	packets, bytes, nacks, resent, plis, switches atomic.Uint64
-	remb                                          atomic.Int64 // the viewer's latest REMB estimate, bit/s
+	packets, bytes, nacks, resent, plis, switches, probed atomic.Uint64
+	remb                                                  atomic.Int64 // the viewer's latest REMB estimate, bit/s
 }
 
 var (
@@ -78,7 +88,19 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		}
 	}
 	d.codecs = codecs
+	d.rtx, d.rtxPT, d.rtxSeq = uint32(ctx.SSRCRetransmission()), map[uint8]uint8{}, uint16(rand.Uint32())
 	chosen := codecs[0]
+	for i, c := range codecs {
+		if !strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) {
+			continue
+		}
+		if apt, err := strconv.ParseUint(strings.TrimPrefix(c.SDPFmtpLine, "apt="), 10, 7); err == nil {
+			d.rtxPT[uint8(apt)] = uint8(c.PayloadType)
+		}
+		if i == 0 && len(codecs) > 1 {
+			chosen = codecs[1]
+		}
+	}
 	d.rw = sfu.NewRewriter(d.ssrc, uint8(chosen.PayloadType), chosen.ClockRate, uint16(rand.Uint32()), rand.Uint32())
 	d.mu.Unlock()
 	d.boundOnce.Do(func() { close(d.bound) })
@@ -276,16 +298,94 @@ func (d *downTrack) retransmit(out uint16) {
 		d.mu.Unlock()
 		return
 	}
-	d.rw.Retransmission(p, &d.rtx.hdr)
+	d.rw.Retransmission(p, &d.resendBuf.hdr)
 	payload := p.Payload
 	if d.isVP8 {
-		payload = d.vp8.Retransmission(payload, d.rtx.buf[:])
+		payload = d.vp8.Retransmission(payload, d.resendBuf.buf[:])
 	}
 	astID := d.absSendTimeID
 	d.mu.Unlock()
-	if err := d.rtx.send(w, payload, astID); err == nil {
+	if err := d.resendBuf.send(w, payload, astID); err == nil {
 		d.resent.Add(1)
 	}
+}
+
+// probeSpan is how many of the newest packets probe padding cycles
+// through: about a frame of 720p, all still in the viewer's buffers.
+const probeSpan = 8
+
+// canProbe reports whether the viewer negotiated RTX for the codec being
+// sent, which probe padding needs.
+func (d *downTrack) canProbe() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.rw == nil || d.rtx == 0 {
+		return false
+	}
+	_, ok := d.rtxPT[d.rw.PayloadType()]
+	return ok
+}
+
+// probe sends RTX copies of the current source's newest packets, each with
+// a fresh abs-send-time, until about budget bytes have gone: probe traffic
+// for the viewer's bandwidth estimator (see layerPolicy). The viewer's RTX
+// receiver finds it has the packets already and drops them. It returns
+// the bytes sent, 0 when there is nothing to copy.
+func (d *downTrack) probe(budget int) int {
+	sent := 0
+	for misses := 0; sent < budget && misses < probeSpan; {
+		d.mu.Lock()
+		src, w := d.src, d.writer
+		rtxPT, ok := d.rtxPT[d.rw.PayloadType()]
+		if src == nil || w == nil || !d.canSend || d.rtx == 0 || !ok {
+			d.mu.Unlock()
+			return sent
+		}
+		last, _ := d.rw.Last()
+		d.padAge = (d.padAge + 1) % probeSpan
+		in, ok := d.rw.SourceSeq(last - d.padAge)
+		d.mu.Unlock()
+		var p *sfu.Packet
+		if ok {
+			p = src.Lookup(in)
+		}
+		if p == nil {
+			misses++
+			continue
+		}
+		d.mu.Lock()
+		if d.src != src {
+			d.mu.Unlock()
+			p.Release()
+			return sent
+		}
+		d.rw.Retransmission(p, &d.pad.hdr)
+		payload := p.Payload
+		if d.isVP8 {
+			payload = d.vp8.Retransmission(payload, d.pad.buf[2:])
+		}
+		if 2+len(payload) > len(d.pad.buf) {
+			d.mu.Unlock()
+			p.Release()
+			misses++
+			continue
+		}
+		// RFC 4588 §4: the original sequence number, then the payload.
+		osn := d.pad.hdr.SequenceNumber
+		n := 2 + copy(d.pad.buf[2:], payload)
+		d.pad.buf[0], d.pad.buf[1] = byte(osn>>8), byte(osn)
+		d.pad.hdr.SSRC, d.pad.hdr.PayloadType, d.pad.hdr.SequenceNumber = d.rtx, rtxPT, d.rtxSeq
+		d.rtxSeq++
+		astID := d.absSendTimeID
+		d.mu.Unlock()
+		p.Release()
+		if err := d.pad.send(w, d.pad.buf[:n], astID); err != nil {
+			return sent
+		}
+		d.probed.Add(1)
+		sent += n
+	}
+	return sent
 }
 
 // estimate returns the viewer's latest bandwidth estimate in bit/s, 0 if

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hybridcast/hybridcast/internal/signal"
@@ -133,15 +134,16 @@ func (h *Handler) play(r *http.Request) (_ string, _ signal.Resource, _ string, 
 
 // session is one viewer.
 type session struct {
-	id     string
-	log    *slog.Logger
-	router *sfu.Router
-	pc     *webrtc.PeerConnection
-	etag   string
-	ufrag  string
-	tracks []*downTrack
-	mids   map[*downTrack]string
-	policy layerPolicy // used by run only
+	id      string
+	log     *slog.Logger
+	router  *sfu.Router
+	pc      *webrtc.PeerConnection
+	etag    string
+	ufrag   string
+	tracks  []*downTrack
+	mids    map[*downTrack]string
+	policy  layerPolicy  // used by run only
+	padding atomic.Int64 // probe padding being sent, bit/s
 
 	mu       sync.Mutex    // guards pin
 	pin      string        // RID the viewer asked for; "" for automatic
@@ -227,7 +229,11 @@ func (s *session) preferCodecs(offer *rtc.Offer) {
 					}
 				}
 			}
-			_ = t.SetCodecPreferences(codecs)
+			if err := t.SetCodecPreferences(append(codecs, m.RTX...)); err != nil {
+				// Without RTX, then: probing needs it, playing does not.
+				s.log.Debug("codec preferences with RTX refused", "error", err)
+				_ = t.SetCodecPreferences(codecs)
+			}
 		}
 	}
 }
@@ -284,6 +290,8 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 	// look again at this pace.
 	rerank := time.NewTicker(layerCheckInterval)
 	defer rerank.Stop()
+	var pad prober
+	defer pad.stop()
 	for {
 		tracks, changed := s.router.Tracks()
 		live := false
@@ -324,21 +332,90 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 			idle.Reset(wait) // the publisher left: wait for another
 		}
 		wasLive = live
-		select {
-		case <-changed:
-		case <-rerank.C:
-		case <-s.switched:
-		case <-idle.C:
-			s.log.Info("no publisher; ending the viewer session", "waited", wait)
-			return
-		case <-s.failed:
-			return
-		case <-s.closing:
-			return
-		case <-stop:
-			return
+		pad.set(s.policy.padding)
+		s.padding.Store(int64(s.policy.padding))
+	wait:
+		for {
+			select {
+			case now := <-pad.tick():
+				pad.send(now, s.videoTrack())
+				continue wait
+			case <-changed:
+			case <-rerank.C:
+			case <-s.switched:
+			case <-idle.C:
+				s.log.Info("no publisher; ending the viewer session", "waited", wait)
+				return
+			case <-s.failed:
+				return
+			case <-s.closing:
+				return
+			case <-stop:
+				return
+			}
+			break
 		}
 	}
+}
+
+// prober paces a viewer's probe padding (see layerPolicy) in small bursts
+// from the session's run goroutine.
+type prober struct {
+	rate   int // bit/s; 0: not probing
+	ticker *time.Ticker
+	last   time.Time
+	credit float64 // bytes that may go now
+}
+
+// probeTick is the pacing interval of probe padding: small bursts keep the
+// viewer's delay-based estimator from seeing the probe as a queue.
+const probeTick = 10 * time.Millisecond
+
+func (p *prober) set(rate int) {
+	p.rate = rate
+	switch {
+	case rate > 0 && p.ticker == nil:
+		p.ticker, p.last, p.credit = time.NewTicker(probeTick), time.Now(), 0
+	case rate <= 0 && p.ticker != nil:
+		p.stop()
+	}
+}
+
+func (p *prober) stop() {
+	if p.ticker != nil {
+		p.ticker.Stop()
+		p.ticker = nil
+	}
+}
+
+// tick returns the ticker's channel, nil (never ready) when not probing.
+func (p *prober) tick() <-chan time.Time {
+	if p.ticker == nil {
+		return nil
+	}
+	return p.ticker.C
+}
+
+func (p *prober) send(now time.Time, dt *downTrack) {
+	if dt == nil {
+		return
+	}
+	// At most two ticks' worth at once: a late tick does not become a burst.
+	p.credit = min(p.credit+float64(p.rate)/8*now.Sub(p.last).Seconds(), float64(p.rate)/8*2*probeTick.Seconds())
+	p.last = now
+	if p.credit > 0 {
+		p.credit -= float64(dt.probe(int(p.credit)))
+	}
+}
+
+// videoTrack returns the session's video downtrack, nil if it has none.
+func (s *session) videoTrack() *downTrack {
+	for _, dt := range s.tracks {
+		if dt.kind == webrtc.RTPCodecTypeVideo {
+			return dt
+		}
+	}
+	return nil
 }
 
 // layerCheckInterval is how often a viewer's layer choice is reviewed.
@@ -360,6 +437,7 @@ func (s *session) choose(tracks []*sfu.Track, kind webrtc.RTPCodecType) *sfu.Tra
 	if len(ranked) == 0 {
 		return nil
 	}
+	s.policy.padding = 0
 	if pin := s.pinned(); pin != "" {
 		for _, t := range ranked {
 			if t.Info().RID == pin && t.Layer().Active {
@@ -369,12 +447,12 @@ func (s *session) choose(tracks []*sfu.Track, kind webrtc.RTPCodecType) *sfu.Tra
 	}
 	var cur *sfu.Track
 	estimate := 0
-	for _, dt := range s.tracks {
-		if dt.kind == webrtc.RTPCodecTypeVideo {
-			cur, _ = dt.current()
-			estimate = dt.estimate()
-		}
+	video := s.videoTrack()
+	if video != nil {
+		cur, _ = video.current()
+		estimate = video.estimate()
 	}
+	s.policy.canPad = video != nil && video.canProbe()
 	return s.policy.choose(time.Now(), ranked, cur, estimate)
 }
 
@@ -385,13 +463,14 @@ func (s *session) Stats() sfu.ViewerStats {
 	c := s.Counters()
 	st := sfu.ViewerStats{
 		ID: s.id, Pinned: s.pinned(), Packets: c.Packets, NACKs: c.NACKs, Retransmitted: c.Retransmitted,
-		KeyframeRequests: c.KeyframeRequests, LayerSwitches: c.LayerSwitches,
+		KeyframeRequests: c.KeyframeRequests, LayerSwitches: c.LayerSwitches, ProbePackets: c.ProbePackets,
 	}
 	for _, dt := range s.tracks {
 		if dt.kind != webrtc.RTPCodecTypeVideo {
 			continue
 		}
 		st.EstimatedBitrate = dt.estimate()
+		st.ProbePadding = int(s.padding.Load())
 		if cur, _ := dt.current(); cur != nil {
 			st.Layer = cur.Info().RID
 		}
@@ -408,6 +487,7 @@ func (s *session) Counters() sfu.ViewerCounters {
 		c.Bytes += dt.bytes.Load()
 		c.NACKs += dt.nacks.Load()
 		c.Retransmitted += dt.resent.Load()
+		c.ProbePackets += dt.probed.Load()
 		c.KeyframeRequests += dt.plis.Load()
 		if dt.kind == webrtc.RTPCodecTypeVideo { // audio changes source only when the publisher does
 			c.LayerSwitches += dt.switches.Load()
