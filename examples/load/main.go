@@ -93,7 +93,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&c.viewerToken, "viewer-token", "", "bearer token for viewers, if the server wants one")
 	flag.StringVar(&c.video, "video", "../shared/media/layer-f.h264", "video clip (.h264 or .ivf), relative to the repository root; empty for none")
 	flag.StringVar(&c.audio, "audio", "../shared/media/audio.ogg", "Opus clip (.ogg), relative to the repository root; empty for none")
-	flag.Float64Var(&c.pace, "pace", 2.5, "publisher pacing: video packets leave at most at this multiple of the clip's mean bitrate, as a browser's pacer sends them (Chrome: 2.5); 0 writes each frame's packets in one burst")
+	flag.Float64Var(&c.pace, "pace", 0, "publisher pacing: video packets leave at most at this multiple of the clip's mean bitrate, as a browser's pacer sends them (Chrome: 2.5); 0 writes each frame's packets in one burst")
 	flag.IntVar(&c.viewers, "viewers", 200, fmt.Sprintf("number of WHEP viewers (at most %d)", maxViewers))
 	flag.Float64Var(&c.ramp, "ramp", 20, "viewers started per second")
 	flag.IntVar(&c.maxPending, "max-pending", 20, "most viewers negotiating at once")
