@@ -344,6 +344,10 @@ func TestPionSimulcastLayers(t *testing.T) {
 		if i == 1 {
 			var switchTimes []time.Duration
 			defer func() { t.Logf("switch times: %v", switchTimes) }()
+			// A switch starts from a picture: wait for the first frame. (A pin
+			// that reaches the server before the viewer has subscribed is its
+			// join, held to the join throttle: up to 500 ms.)
+			waitForCtx(ctx, t, func() bool { return v.Stats().Video.DecodableFrames > 0 })
 			// Switch f → q → h by hand.
 			for _, rid := range []string{"f", "q", "h"} {
 				if code := selectLayer(t, layerURL, `{"encodingId":"`+rid+`"}`); code != 200 {

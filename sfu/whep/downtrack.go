@@ -26,6 +26,7 @@ type downTrack struct {
 	bound     chan struct{} // closed by the first Bind
 	boundOnce sync.Once
 
+	sendMu   sync.Mutex // orders writeFrom's sends; taken under mu, held after it
 	mu       sync.Mutex // guards everything below
 	writer   webrtc.TrackLocalWriter
 	ssrc     uint32
@@ -229,8 +230,15 @@ func (d *downTrack) writeFrom(src *source, p *sfu.Packet) error {
 		payload = d.vp8.Munge(payload, src.buf[:])
 	}
 	astID := d.absSendTimeID
+	// During a switch the old and the new source's goroutines both get
+	// here: sendMu, taken before mu is let go, keeps the packets in the
+	// order of their rewritten sequence numbers (a viewer would see the
+	// old layer's last packet after the new layer's first as a loss).
+	d.sendMu.Lock()
 	d.mu.Unlock()
-	if err := src.send(w, payload, astID); err != nil {
+	err := src.send(w, payload, astID)
+	d.sendMu.Unlock()
+	if err != nil {
 		return err
 	}
 	if d.latency != nil {

@@ -302,10 +302,13 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 			}
 			cur, target := dt.current()
 			if want != nil && want != cur && want != target {
-				// A viewer that already receives a layer switches, and its
-				// keyframe request may come sooner than a joining viewer's.
+				// A viewer that already receives a layer, or waits for the
+				// first keyframe of one, switches, and its keyframe request
+				// may come sooner than a joining viewer's. (Treating a pin
+				// that came before the first keyframe as a join held it to
+				// the 500 ms join throttle: first switches of 150-350 ms.)
 				request, opts := want.RequestKeyframe, []sfu.SubscribeOption(nil)
-				if cur != nil {
+				if cur != nil || target != nil {
 					request, opts = want.RequestSwitchKeyframe, []sfu.SubscribeOption{sfu.ForSwitch()}
 				}
 				if _, ok := subs[dt][want]; ok {
