@@ -72,3 +72,28 @@ func (h *LatencyHistogram) Summary() LatencySummary {
 	s.P50, s.P90, s.P99 = q(0.50), q(0.90), q(0.99)
 	return s
 }
+
+// Cumulative returns the count, the sum (from bucket midpoints, within
+// 50 µs per observation; durations of 100 ms and more count as 100 ms) in
+// seconds, and for each upper bound in bounds (seconds, ascending,
+// multiples of 100 µs below 100 ms) the count of durations below it: a
+// Prometheus histogram.
+func (h *LatencyHistogram) Cumulative(bounds []float64) (count uint64, sum float64, le map[float64]uint64) {
+	le = make(map[float64]uint64, len(bounds))
+	var seen uint64
+	b := 0
+	for i := range latencyBuckets {
+		c := h.buckets[i].Load()
+		upper := float64(i+1) * latencyBucket.Seconds()
+		for b < len(bounds) && bounds[b] < upper-1e-9 {
+			le[bounds[b]] = seen
+			b++
+		}
+		seen += c
+		sum += float64(c) * (float64(i) + 0.5) * latencyBucket.Seconds()
+	}
+	for ; b < len(bounds); b++ {
+		le[bounds[b]] = seen
+	}
+	return seen, sum, le
+}

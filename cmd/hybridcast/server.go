@@ -83,6 +83,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 
 	s.metrics = metrics.New(metrics.Config{
 		Streams: s.registry, Publishers: s.whip, WHEPRejections: s.whep, Logger: log,
+		Forwarding: &s.whep.Forwarding, SendWait: &s.engine.SendWait,
 	})
 	// Other parts add their collectors here, with s.metrics.Register.
 	media, err := metrics.NewMedia(s.metrics)

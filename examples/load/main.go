@@ -34,6 +34,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -51,6 +53,8 @@ import (
 
 	"github.com/hybridcast/hybridcast/internal/client"
 	"github.com/hybridcast/hybridcast/sfu"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // Limits that keep every loop and buffer bounded.
@@ -368,6 +372,8 @@ ramp:
 	cpu0, srv0, sys0 := selfCPU(), serverCPU(cfg.serverPID), systemCPU()
 	toolDrops0, srvDrops0, rcvbuf0 := udpDrops(os.Getpid()), udpDrops(cfg.serverPID), udpRcvbufErrors()
 	pub0 := pub.Stats()
+	metricsURL := strings.TrimRight(cfg.base, "/") + "/metrics"
+	fwd0, fwdErr0 := scrapeForwarding(ctx, httpClient, metricsURL)
 	window := time.NewTimer(cfg.duration)
 	prog := time.NewTicker(progressEvery)
 	interrupted := ctx.Err() != nil
@@ -393,6 +399,7 @@ ramp:
 	cpu1, srv1, sys1 := selfCPU(), serverCPU(cfg.serverPID), systemCPU()
 	toolDrops1, srvDrops1, rcvbuf1 := udpDrops(os.Getpid()), udpDrops(cfg.serverPID), udpRcvbufErrors()
 	pub1 := pub.Stats()
+	fwd1, fwdErr1 := scrapeForwarding(context.Background(), httpClient, metricsURL)
 	memAfter, memErr2 := readRSS(cfg.serverPID)
 	for _, vw := range viewers {
 		if vw.v != nil {
@@ -460,6 +467,11 @@ ramp:
 	}
 
 	analyze(&rep, cfg, viewers, sends, rel(t0), rel(t1))
+	if err := errors.Join(fwdErr0, fwdErr1); err != nil {
+		rep.Notes = append(rep.Notes, "server forwarding histogram in the window: "+err.Error())
+	} else {
+		rep.ServerForwarding = windowForwarding(fwd0, fwd1)
+	}
 	if f, err := serverForwarding(context.Background(), httpClient, strings.TrimRight(cfg.base, "/")+"/api/streams"); err == nil {
 		rep.Notes = append(rep.Notes, f)
 	}
@@ -529,7 +541,10 @@ type Report struct {
 	Publisher           publisherReport `json:"publisher"`
 	Resources           resourceReport  `json:"resources"`
 	PublisherCloseError string          `json:"publisher_close_error,omitempty"`
-	Notes               []string        `json:"notes,omitempty"`
+	// ServerForwarding is the server's own forwarding latency during the
+	// window, from its /metrics histograms.
+	ServerForwarding *serverForwardingReport `json:"server_forwarding,omitempty"`
+	Notes            []string                `json:"notes,omitempty"`
 }
 
 type reportConfig struct {
@@ -936,6 +951,12 @@ func (r *Report) print(w io.Writer) {
 		pb.FramesSent, pb.FramesInWindow, pb.PLIsTotal, pb.PLIsInWindow, pb.FIRsTotal, pb.NACKsTotal, pb.RequestedKeyframes, pb.WriteErrors)
 	p("")
 	rs := r.Resources
+	if f := r.ServerForwarding; f != nil {
+		p("-- server-side forwarding latency in the window (its /metrics histograms, bucket bounds) --")
+		p("arrival → viewer SRTP   %s", f.ToSRTP)
+		p("send queue → kernel     %s", f.SendWait)
+		p("")
+	}
 	p("-- resources during the window --")
 	p("load tool CPU     %.2f cores (getrusage); tool RSS %.0f MB", rs.ToolCPUCores, rs.ToolRSSMB)
 	if rs.ServerCPUCores > 0 {
@@ -1197,4 +1218,102 @@ func serverForwarding(ctx context.Context, hc *http.Client, url string) (string,
 	f := body.Forwarding
 	return fmt.Sprintf("server-side forwarding latency (since start): track arrival → viewer SRTP p50 %.1f p90 %.1f p99 %.1f max %.1f ms; send queue → kernel p50 %.1f p90 %.1f p99 %.1f max %.1f ms",
 		f.ToSRTP.P50, f.ToSRTP.P90, f.ToSRTP.P99, f.ToSRTP.Max, f.SendWait.P50, f.SendWait.P90, f.SendWait.P99, f.SendWait.Max), nil
+}
+
+// The server's forwarding histograms on /metrics.
+const (
+	metricForwarding = "hybridcast_webrtc_forwarding_latency_seconds"
+	metricSendWait   = "hybridcast_webrtc_send_queue_seconds"
+)
+
+// histSample is one scrape of a histogram: the count and the cumulative
+// count per upper bound (seconds).
+type histSample struct {
+	count uint64
+	le    map[float64]uint64
+}
+
+// scrapeForwarding reads the server's forwarding histograms.
+func scrapeForwarding(ctx context.Context, hc *http.Client, url string) (map[string]histSample, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = res.Body.Close() }()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, res.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(res.Body)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", url, err)
+	}
+	out := map[string]histSample{}
+	for _, name := range []string{metricForwarding, metricSendWait} {
+		f := families[name]
+		if f == nil || len(f.GetMetric()) == 0 || f.GetMetric()[0].GetHistogram() == nil {
+			return nil, fmt.Errorf("%s has no histogram %s (a server older than this tool?)", url, name)
+		}
+		h := f.GetMetric()[0].GetHistogram()
+		hs := histSample{count: h.GetSampleCount(), le: map[float64]uint64{}}
+		for _, b := range h.GetBucket() {
+			hs.le[b.GetUpperBound()] = b.GetCumulativeCount()
+		}
+		out[name] = hs
+	}
+	return out, nil
+}
+
+// serverForwardingReport is the server's forwarding latency in the window.
+type serverForwardingReport struct {
+	ToSRTP   windowLatency `json:"arrival_to_srtp"`
+	SendWait windowLatency `json:"send_queue_wait"`
+}
+
+// windowLatency summarises a histogram's growth over the window. The
+// quantiles are bucket upper bounds in ms (the value is at most that), or
+// -1 when above the largest bound.
+type windowLatency struct {
+	Packets       uint64  `json:"packets"`
+	Within10msPct float64 `json:"within_10ms_pct"`
+	P50MS         float64 `json:"p50_at_most_ms"`
+	P90MS         float64 `json:"p90_at_most_ms"`
+	P99MS         float64 `json:"p99_at_most_ms"`
+}
+
+func windowForwarding(a, b map[string]histSample) *serverForwardingReport {
+	return &serverForwardingReport{ToSRTP: windowOf(a[metricForwarding], b[metricForwarding]), SendWait: windowOf(a[metricSendWait], b[metricSendWait])}
+}
+
+func windowOf(a, b histSample) windowLatency {
+	w := windowLatency{Packets: b.count - a.count}
+	bounds := slices.Sorted(maps.Keys(b.le))
+	quantile := func(q float64) float64 {
+		want := q * float64(w.Packets)
+		for _, ub := range bounds {
+			if !math.IsInf(ub, 1) && float64(b.le[ub]-a.le[ub]) >= want {
+				return ub * 1000
+			}
+		}
+		return -1
+	}
+	if w.Packets > 0 {
+		w.Within10msPct = 100 * float64(b.le[0.01]-a.le[0.01]) / float64(w.Packets)
+		w.P50MS, w.P90MS, w.P99MS = quantile(0.5), quantile(0.9), quantile(0.99)
+	}
+	return w
+}
+
+func (w windowLatency) String() string {
+	at := func(v float64) string {
+		if v < 0 {
+			return "> 50"
+		}
+		return fmt.Sprintf("≤ %g", v)
+	}
+	return fmt.Sprintf("p50 %s  p90 %s  p99 %s ms; %.2f%% within 10 ms  (n=%d)", at(w.P50MS), at(w.P90MS), at(w.P99MS), w.Within10msPct, w.Packets)
 }

@@ -10,8 +10,12 @@ type serverCollector struct {
 	cfg Config
 
 	streamsLive, publishers, viewers, whepRejections *prometheus.Desc
+	forwarding, sendWait                             *prometheus.Desc
 	streamCounters                                   []streamCounter
 }
+
+// latencyBounds are the forwarding histograms' bucket bounds, seconds.
+var latencyBounds = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05}
 
 // streamCounter is one per-stream counter and how to read it.
 type streamCounter struct {
@@ -32,6 +36,10 @@ func newServerCollector(cfg Config) *serverCollector {
 		whepRejections: prometheus.NewDesc("hybridcast_whep_rejections_total",
 			"WHEP offers refused with 503, by reason: stream_cap (--max-webrtc-viewers), server_cap (--max-webrtc-viewers-total).",
 			[]string{"reason"}, nil),
+		forwarding: prometheus.NewDesc("hybridcast_webrtc_forwarding_latency_seconds",
+			"Time from a packet's arrival from the publisher to its SRTP write for a WebRTC viewer, per packet and viewer.", nil, nil),
+		sendWait: prometheus.NewDesc("hybridcast_webrtc_send_queue_seconds",
+			"Time an outgoing WebRTC datagram waits in the media socket's send queue before the kernel has it.", nil, nil),
 	}
 	c.streamCounters = []streamCounter{
 		counter("hybridcast_received_packets_total", "RTP media packets received from publishers (padding-only probes excluded).",
@@ -52,6 +60,8 @@ func newServerCollector(cfg Config) *serverCollector {
 			func(s *sfu.StreamCounters) uint64 { return s.Viewer.KeyframeRequests }),
 		counter("hybridcast_keyframe_requests_sent_total", "Keyframe requests (RTCP PLI) sent to publishers, after throttling.",
 			func(s *sfu.StreamCounters) uint64 { return s.KeyframeRequestsSent }),
+		counter("hybridcast_webrtc_probe_packets_total", "Packets sent again to WebRTC viewers as bandwidth probe padding (RTX).",
+			func(s *sfu.StreamCounters) uint64 { return s.Viewer.ProbePackets }),
 		counter("hybridcast_webrtc_layer_switches_total", "Simulcast layer changes made for WebRTC viewers (a viewer's first layer counts as one).",
 			func(s *sfu.StreamCounters) uint64 { return s.Viewer.LayerSwitches }),
 	}
@@ -64,6 +74,8 @@ func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.publishers
 	ch <- c.viewers
 	ch <- c.whepRejections
+	ch <- c.forwarding
+	ch <- c.sendWait
 	for _, sc := range c.streamCounters {
 		ch <- sc.desc
 	}
@@ -88,6 +100,15 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.cfg.Publishers != nil {
 		ch <- prometheus.MustNewConstMetric(c.publishers, prometheus.GaugeValue, float64(c.cfg.Publishers.Sessions()))
+	}
+	for _, h := range []struct {
+		desc *prometheus.Desc
+		hist *sfu.LatencyHistogram
+	}{{c.forwarding, c.cfg.Forwarding}, {c.sendWait, c.cfg.SendWait}} {
+		if h.hist != nil {
+			count, sum, le := h.hist.Cumulative(latencyBounds)
+			ch <- prometheus.MustNewConstHistogram(h.desc, count, sum, le)
+		}
 	}
 	if c.cfg.WHEPRejections != nil {
 		for reason, n := range c.cfg.WHEPRejections.Rejections() {

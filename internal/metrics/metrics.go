@@ -35,6 +35,10 @@ type Config struct {
 	Publishers SessionCounter
 	// WHEPRejections counts WHEP offers refused at a viewer cap.
 	WHEPRejections RejectionSource
+	// Forwarding is the time from a packet's arrival from a publisher to
+	// its SRTP write for a WebRTC viewer; SendWait the time a datagram then
+	// waits in the media socket's send queue. Either may be nil.
+	Forwarding, SendWait *sfu.LatencyHistogram
 	// Logger receives errors met while serving a scrape. Default: discard.
 	Logger *slog.Logger
 }
