@@ -140,6 +140,22 @@ func TestMetricsUnderLoad(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
+	// The forwarding histograms count every packet sent to the viewer.
+	for _, name := range []string{"hybridcast_webrtc_forwarding_latency_seconds", "hybridcast_webrtc_send_queue_seconds"} {
+		f := second[name]
+		if f == nil || len(f.GetMetric()) != 1 || f.GetMetric()[0].GetHistogram() == nil {
+			t.Errorf("%s: no histogram", name)
+			continue
+		}
+		h := f.GetMetric()[0].GetHistogram()
+		sent := mustSample(t, second, "hybridcast_webrtc_sent_packets_total", "stream", stream)
+		if name == "hybridcast_webrtc_forwarding_latency_seconds" && float64(h.GetSampleCount()) < sent {
+			t.Errorf("%s counts %d packets, fewer than the %v sent", name, h.GetSampleCount(), sent)
+		}
+		if h.GetSampleCount() == 0 || len(h.GetBucket()) == 0 {
+			t.Errorf("%s is empty: %v", name, h)
+		}
+	}
 	if got := mustSample(t, second, "hybridcast_webrtc_layer_switches_total", "stream", stream); got != 1 {
 		t.Errorf("layer switches = %v, want 1 (the viewer's first layer)", got)
 	}
