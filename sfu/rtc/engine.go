@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -292,4 +293,17 @@ func (l *pionLeveled) Infof(f string, a ...any)  { l.logf(slog.LevelDebug, f, a.
 func (l *pionLeveled) Warn(msg string)           { l.log.Debug(msg) }
 func (l *pionLeveled) Warnf(f string, a ...any)  { l.logf(slog.LevelDebug, f, a...) }
 func (l *pionLeveled) Error(msg string)          { l.log.Warn(msg) }
-func (l *pionLeveled) Errorf(f string, a ...any) { l.logf(slog.LevelWarn, f, a...) }
+func (l *pionLeveled) Errorf(f string, a ...any) { l.logf(errorLevel(a), f, a...) }
+
+// errorLevel is warn for pion's errors, except those about a connection
+// already closed: when a viewer leaves, its last packets still arrive at
+// the UDP mux ("Failed to write packet: io: read/write on closed pipe"),
+// once per packet, and 200 viewers leaving made hundreds of warnings.
+func errorLevel(args []any) slog.Level {
+	for _, a := range args {
+		if err, ok := a.(error); ok && (errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed)) {
+			return slog.LevelDebug
+		}
+	}
+	return slog.LevelWarn
+}

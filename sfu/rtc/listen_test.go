@@ -2,6 +2,10 @@ package rtc
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -37,4 +41,20 @@ func TestListenPair(t *testing.T) {
 		t.Fatalf("the UDP port was not released: %v", err)
 	}
 	_ = again.Close()
+}
+
+func TestPionErrorLevel(t *testing.T) {
+	for _, c := range []struct {
+		args []any
+		want slog.Level
+	}{
+		{[]any{io.ErrClosedPipe}, slog.LevelDebug},
+		{[]any{fmt.Errorf("write: %w", net.ErrClosed)}, slog.LevelDebug},
+		{[]any{errors.New("dtls: bad record")}, slog.LevelWarn},
+		{[]any{"a string", 3}, slog.LevelWarn},
+	} {
+		if got := errorLevel(c.args); got != c.want {
+			t.Errorf("errorLevel(%v) = %v, want %v", c.args, got, c.want)
+		}
+	}
 }
