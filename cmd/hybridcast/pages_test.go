@@ -144,8 +144,12 @@ func TestPagesPublishWatchDashboard(t *testing.T) {
 		t.Fatalf("watch page: %v; state %+v", err, ws)
 	}
 	first := ws.FramesDecoded
+	// The quality menu lists the active layers. The publishing Chromium
+	// may pause its top layer at any time (its own bandwidth or CPU
+	// adaptation: in one CI run h fell to 5 fps at 104 kbit/s and then
+	// stopped for two minutes), so two layers are enough to pin one.
 	ws, err = browsertest.WaitEval(ctx, watch, hcExpr, func(s watchState) bool {
-		return s.FramesDecoded > first+20 && len(s.Levels) == 3 && s.Width > 0
+		return s.FramesDecoded > first+20 && len(s.Levels) >= 2 && s.Width > 0
 	})
 	if err != nil || ws.Path != "webrtc" {
 		t.Fatalf("watch page: %v; state %+v", err, ws)
