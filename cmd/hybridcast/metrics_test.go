@@ -140,6 +140,13 @@ func TestMetricsUnderLoad(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
+	// The media socket's send counters move with the packets.
+	if d, c := mustSample(t, second, "hybridcast_udp_sent_datagrams_total"), mustSample(t, second, "hybridcast_udp_send_calls_total"); d <= 0 || c <= 0 || c > d {
+		t.Errorf("udp send counters: %v datagrams in %v calls", d, c)
+	}
+	if _, ok := sample(second, "hybridcast_udp_gso_datagrams_total"); !ok {
+		t.Error("hybridcast_udp_gso_datagrams_total missing")
+	}
 	// The forwarding histograms count every packet sent to the viewer.
 	for _, name := range []string{"hybridcast_webrtc_forwarding_latency_seconds", "hybridcast_webrtc_send_queue_seconds"} {
 		f := second[name]

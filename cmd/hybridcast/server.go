@@ -84,6 +84,10 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 	s.metrics = metrics.New(metrics.Config{
 		Streams: s.registry, Publishers: s.whip, WHEPRejections: s.whep, Logger: log,
 		Forwarding: &s.whep.Forwarding, SendWait: &s.engine.SendWait,
+		UDPSend: func() (uint64, uint64, uint64) {
+			c := s.engine.SendCounters()
+			return c.Datagrams, c.Calls, c.Segmented
+		},
 	})
 	// Other parts add their collectors here, with s.metrics.Register.
 	media, err := metrics.NewMedia(s.metrics)

@@ -11,6 +11,7 @@ type serverCollector struct {
 
 	streamsLive, publishers, viewers, whepRejections *prometheus.Desc
 	forwarding, sendWait                             *prometheus.Desc
+	udpDatagrams, udpCalls, udpSegmented             *prometheus.Desc
 	streamCounters                                   []streamCounter
 }
 
@@ -38,6 +39,9 @@ func newServerCollector(cfg Config) *serverCollector {
 			[]string{"reason"}, nil),
 		forwarding: prometheus.NewDesc("hybridcast_webrtc_forwarding_latency_seconds",
 			"Time from a packet's arrival from the publisher to its SRTP write for a WebRTC viewer, per packet and viewer.", nil, nil),
+		udpDatagrams: prometheus.NewDesc("hybridcast_udp_sent_datagrams_total", "Datagrams sent on the WebRTC media socket.", nil, nil),
+		udpCalls:     prometheus.NewDesc("hybridcast_udp_send_calls_total", "sendmmsg(2) calls on the WebRTC media socket.", nil, nil),
+		udpSegmented: prometheus.NewDesc("hybridcast_udp_gso_datagrams_total", "Datagrams sent in UDP GSO (segmentation offload) sends.", nil, nil),
 		sendWait: prometheus.NewDesc("hybridcast_webrtc_send_queue_seconds",
 			"Time an outgoing WebRTC datagram waits in the media socket's send queue before the kernel has it.", nil, nil),
 	}
@@ -76,6 +80,9 @@ func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.whepRejections
 	ch <- c.forwarding
 	ch <- c.sendWait
+	ch <- c.udpDatagrams
+	ch <- c.udpCalls
+	ch <- c.udpSegmented
 	for _, sc := range c.streamCounters {
 		ch <- sc.desc
 	}
@@ -109,6 +116,12 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 			count, sum, le := h.hist.Cumulative(latencyBounds)
 			ch <- prometheus.MustNewConstHistogram(h.desc, count, sum, le)
 		}
+	}
+	if c.cfg.UDPSend != nil {
+		d, calls, seg := c.cfg.UDPSend()
+		ch <- prometheus.MustNewConstMetric(c.udpDatagrams, prometheus.CounterValue, float64(d))
+		ch <- prometheus.MustNewConstMetric(c.udpCalls, prometheus.CounterValue, float64(calls))
+		ch <- prometheus.MustNewConstMetric(c.udpSegmented, prometheus.CounterValue, float64(seg))
 	}
 	if c.cfg.WHEPRejections != nil {
 		for reason, n := range c.cfg.WHEPRejections.Rejections() {

@@ -39,6 +39,9 @@ type Config struct {
 	// its SRTP write for a WebRTC viewer; SendWait the time a datagram then
 	// waits in the media socket's send queue. Either may be nil.
 	Forwarding, SendWait *sfu.LatencyHistogram
+	// UDPSend reads the media socket's send counters: datagrams, sendmmsg
+	// calls, and datagrams sent in UDP GSO sends. Nil: not exported.
+	UDPSend func() (datagrams, calls, segmented uint64)
 	// Logger receives errors met while serving a scrape. Default: discard.
 	Logger *slog.Logger
 }

@@ -52,6 +52,8 @@ type batchConn struct {
 	gso       atomic.Bool
 	gsoFailed atomic.Bool   // the kernel refused a segmented send: gso is off for good
 	segmented atomic.Uint64 // datagrams that left in segmented sends
+	sent      atomic.Uint64 // datagrams handed to the kernel
+	calls     atomic.Uint64 // sendmmsg calls
 	// wait measures each datagram from queued to handed to the kernel.
 	wait *sfu.LatencyHistogram
 }
@@ -255,6 +257,7 @@ func (b *batchConn) writeLoop(queue chan outDatagram) {
 			}
 		}
 		w.send()
+		b.sent.Add(uint64(len(w.bufs)))
 		if b.wait != nil {
 			now := time.Now()
 			for _, q := range w.queued {
@@ -272,6 +275,7 @@ func (w *writer) send() {
 	msgs := w.msgs[:w.n]
 	for sent := 0; sent < len(msgs); {
 		k, err := w.b.batch.WriteBatch(msgs[sent:], 0)
+		w.b.calls.Add(1)
 		for _, m := range msgs[sent : sent+max(k, 0)] {
 			if len(m.Buffers) > 1 {
 				w.b.segmented.Add(uint64(len(m.Buffers)))

@@ -53,6 +53,20 @@ type Engine struct {
 	// SendWait measures each outgoing datagram from queued to handed to the
 	// kernel (the batched sender's share of forwarding latency).
 	SendWait sfu.LatencyHistogram
+
+	batch *batchConn
+}
+
+// SendCounters describes the media socket's batched sends.
+type SendCounters struct {
+	// Datagrams counts the datagrams sent; Calls the sendmmsg(2) calls that
+	// carried them; Segmented the datagrams that left in UDP GSO sends.
+	Datagrams, Calls, Segmented uint64
+}
+
+// SendCounters returns the media socket's send counters.
+func (e *Engine) SendCounters() SendCounters {
+	return SendCounters{Datagrams: e.batch.sent.Load(), Calls: e.batch.calls.Load(), Segmented: e.batch.segmented.Load()}
 }
 
 // NewEngine binds the media sockets and builds the APIs.
@@ -90,6 +104,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	bc := newBatchConn(e.udpConn.(*net.UDPConn), &e.SendWait)
+	e.batch = bc
 	log.Debug("media socket", "addr", e.udpConn.LocalAddr().String(), "writers", len(bc.queues), "udp_gso", bc.gso.Load())
 	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: bc})
 	if e.tcpLn != nil {
