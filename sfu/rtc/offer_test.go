@@ -93,3 +93,30 @@ func FuzzParseOffer(f *testing.F) {
 		}
 	})
 }
+
+// TestParseOfferRTX: the RTX formats of codecs we take are kept, those of
+// codecs we refuse (H.264 packetization-mode 0 here) or not offered are not.
+func TestParseOfferRTX(t *testing.T) {
+	offer := strings.Replace(chromeOffer, "96 102 104 106 45 98\r\n", "96 97 102 103 104 105 106 107 45 98 99\r\n", 1) +
+		"a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n" +
+		"a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n" +
+		"a=rtpmap:105 rtx/90000\r\na=fmtp:105 apt=104\r\n" +
+		"a=rtpmap:107 rtx/90000\r\na=fmtp:107 apt=106\r\n" +
+		"a=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=120\r\n"
+	o, err := ParseOffer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range o.Media[1].RTX {
+		got = append(got, fmt.Sprintf("%d %s", c.PayloadType, c.SDPFmtpLine))
+	}
+	if want := "97 apt=96,103 apt=102,107 apt=106"; strings.Join(got, ",") != want {
+		t.Fatalf("RTX = %v, want %s", got, want)
+	}
+	for _, c := range o.Media[1].Codecs {
+		if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) {
+			t.Fatalf("RTX among the codecs: %+v", c)
+		}
+	}
+}

@@ -90,16 +90,16 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	}
 	d.codecs = codecs
 	d.rtx, d.rtxPT, d.rtxSeq = uint32(ctx.SSRCRetransmission()), map[uint8]uint8{}, uint16(rand.Uint32())
-	chosen := codecs[0]
-	for i, c := range codecs {
+	chosen, media := codecs[0], false
+	for _, c := range codecs {
 		if !strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) {
+			if !media {
+				chosen, media = c, true // the first media format, not an RTX one
+			}
 			continue
 		}
 		if apt, err := strconv.ParseUint(strings.TrimPrefix(c.SDPFmtpLine, "apt="), 10, 7); err == nil {
 			d.rtxPT[uint8(apt)] = uint8(c.PayloadType)
-		}
-		if i == 0 && len(codecs) > 1 {
-			chosen = codecs[1]
 		}
 	}
 	d.rw = sfu.NewRewriter(d.ssrc, uint8(chosen.PayloadType), chosen.ClockRate, uint16(rand.Uint32()), rand.Uint32())
@@ -344,8 +344,12 @@ func (d *downTrack) probe(budget int) int {
 	for misses := 0; sent < budget && misses < probeSpan; {
 		d.mu.Lock()
 		src, w := d.src, d.writer
+		if d.rw == nil || src == nil || w == nil || !d.canSend || d.rtx == 0 {
+			d.mu.Unlock()
+			return sent
+		}
 		rtxPT, ok := d.rtxPT[d.rw.PayloadType()]
-		if src == nil || w == nil || !d.canSend || d.rtx == 0 || !ok {
+		if !ok {
 			d.mu.Unlock()
 			return sent
 		}
@@ -392,6 +396,7 @@ func (d *downTrack) probe(budget int) int {
 		}
 		d.probed.Add(1)
 		sent += n
+		misses = 0 // stop after a span of misses in a row, not in all
 	}
 	return sent
 }
