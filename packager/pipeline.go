@@ -5,10 +5,13 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 
 	"github.com/hybridcast/hybridcast/packager/internal/cmaf"
 	"github.com/hybridcast/hybridcast/packager/internal/depack"
@@ -24,11 +27,13 @@ type pipeline struct {
 	track *sfu.Track
 	log   *slog.Logger
 	video bool
+	isVP9 bool  // VP9 video; H.264 otherwise
 	rate  int64 // RTP clock rate
 	now   func() time.Time
 
 	reorder depack.Reorder
 	h264    depack.H264
+	vp9     depack.VP9
 	opus    depack.Opus
 	emit    func(*depack.Frame) // p.frame, made once
 
@@ -43,6 +48,7 @@ type pipeline struct {
 	haveLast bool
 
 	sps, pps []byte
+	vp9Conf  *codecs.VP9 // VP9: the configuration of the last keyframe
 	initName string
 	initData []byte
 	newInit  bool // parameter sets changed: cut at this keyframe
@@ -80,7 +86,9 @@ func newPipeline(pub *publication, rend *Rendition, t *sfu.Track, video bool) *p
 			p.rate = 48000
 		}
 	}
+	p.isVP9 = video && strings.EqualFold(t.Info().MimeType, sfu.MimeTypeVP9)
 	p.h264.WaitKeyframe()
+	p.vp9.WaitKeyframe()
 	p.emit = p.frame
 	p.started = p.now()
 	return p
@@ -100,7 +108,11 @@ func (p *pipeline) WriteRTP(pkt *sfu.Packet) error {
 func (p *pipeline) depacketize(pkt depack.Packet, lost bool) {
 	var err error
 	if p.video {
-		err = p.h264.Push(pkt, lost, p.emit)
+		if p.isVP9 {
+			err = p.vp9.Push(pkt, lost, p.emit)
+		} else {
+			err = p.h264.Push(pkt, lost, p.emit)
+		}
 		if lost {
 			p.track.RequestKeyframe()
 		}
@@ -141,10 +153,13 @@ func (p *pipeline) frame(f *depack.Frame) {
 			return
 		}
 		p.waitKey = false
-		if f.SPS != nil || f.PPS != nil {
+		switch {
+		case p.isVP9 && f.Keyframe:
+			p.vp9Config(f.NALUs[0])
+		case !p.isVP9 && (f.SPS != nil || f.PPS != nil):
 			p.parameterSets(f.SPS, f.PPS)
 		}
-		if p.sps == nil || p.pps == nil {
+		if p.isVP9 && p.vp9Conf == nil || !p.isVP9 && (p.sps == nil || p.pps == nil) {
 			p.waitKey = true // the boundary's keyframe request brings them
 			return
 		}
@@ -236,6 +251,44 @@ func (p *pipeline) parameterSets(sps, pps []byte) {
 	p.rend.setInfo(fmt.Sprintf("avc1.%02x%02x%02x", sps[1], sps[2], sps[3]), s.Width(), s.Height(), 0)
 }
 
+// vp9Config takes the configuration of a VP9 keyframe: a new one (size,
+// profile, bit depth) starts a new init segment at this keyframe.
+func (p *pipeline) vp9Config(frame []byte) {
+	var h vp9.Header
+	if err := h.Unmarshal(frame); err != nil || h.ColorConfig == nil || h.FrameSize == nil {
+		p.log.Warn("bad VP9 keyframe header ignored", "error", err)
+		return
+	}
+	c := codecs.VP9{
+		Width: h.Width(), Height: h.Height(), Profile: h.Profile, BitDepth: h.ColorConfig.BitDepth,
+		ChromaSubsampling: h.ChromaSubsampling(), ColorRange: h.ColorConfig.ColorRange,
+	}
+	if p.vp9Conf != nil && *p.vp9Conf == c {
+		return
+	}
+	p.vp9Conf = &c
+	p.newInit = true
+	p.rend.setInfo(vp9CodecString(c), c.Width, c.Height, 0)
+}
+
+// vp9CodecString is the RFC 6381 codecs string of a VP9 stream
+// ("vp09.PP.LL.DD", VP Codec ISO Media File Format Binding §"Codecs
+// Parameter String"): the level from the picture size (Annex A's
+// MaxLumaPictureSize, at frame rates up to 30).
+func vp9CodecString(c codecs.VP9) string {
+	level := 60
+	for _, l := range []struct{ max, level int }{
+		{36864, 10}, {73728, 11}, {122880, 20}, {245760, 21}, {552960, 30}, {983040, 31}, {2228224, 40}, {8912896, 50},
+	} {
+		if c.Width*c.Height <= l.max {
+			level = l.level
+			break
+		}
+	}
+	depth := max(c.BitDepth, 8)
+	return fmt.Sprintf("vp09.%02d.%02d.%02d", c.Profile, level, depth)
+}
+
 // startsSegment reports whether next must begin a new segment: video at
 // its first keyframe at or after the next boundary (or where the
 // parameter sets change), audio at its first frame at or after it.
@@ -321,9 +374,12 @@ func (p *pipeline) makeInit(msn uint64) error {
 	var data []byte
 	var err error
 	bitrate := uint32(max(p.track.Layer().Bitrate, 0))
-	if p.video {
+	switch {
+	case p.isVP9:
+		data, err = cmaf.InitVP9(*p.vp9Conf, bitrate)
+	case p.video:
 		data, err = cmaf.InitH264(p.sps, p.pps, bitrate)
-	} else {
+	default:
 		data, err = cmaf.InitOpus(int(p.track.Info().Channels), bitrate)
 	}
 	if err != nil {
@@ -339,7 +395,7 @@ func (p *pipeline) closePart() {
 		return
 	}
 	p.rend.chunks++
-	data, err := cmaf.Chunk(p.rend.chunks, uint64(p.partStart), p.video, p.partFrames)
+	data, err := cmaf.Chunk(p.rend.chunks, uint64(p.partStart), p.video && !p.isVP9, p.partFrames)
 	n := len(p.partFrames)
 	p.partFrames = p.partFrames[:0]
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/h264reader"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
@@ -177,7 +178,7 @@ func readH264(r io.Reader) (*Clip, error) {
 // when the first bit is 1.
 func firstMBIsZero(nal []byte) bool { return len(nal) > 1 && nal[1]&0x80 != 0 }
 
-// LoadIVF loads a VP8 IVF file. Frame durations come from the IVF time
+// LoadIVF loads a VP8 or VP9 IVF file. Frame durations come from the IVF time
 // base converted to a 90 kHz clock.
 func LoadIVF(path string) (*Clip, error) {
 	f, err := os.Open(path)
@@ -198,13 +199,18 @@ func readIVF(r io.Reader) (*Clip, error) {
 	if err != nil {
 		return nil, err
 	}
-	if header.FourCC != "VP80" {
-		return nil, fmt.Errorf("codec %q is not VP8", header.FourCC)
+	mime := webrtc.MimeTypeVP8
+	switch header.FourCC {
+	case "VP80":
+	case "VP90":
+		mime = webrtc.MimeTypeVP9
+	default:
+		return nil, fmt.Errorf("codec %q is neither VP8 nor VP9", header.FourCC)
 	}
 	if header.TimebaseDenominator == 0 || header.TimebaseNumerator == 0 {
 		return nil, fmt.Errorf("invalid time base %d/%d", header.TimebaseNumerator, header.TimebaseDenominator)
 	}
-	clip := &Clip{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	clip := &Clip{MimeType: mime, ClockRate: 90000}
 	var pts []uint64
 	for {
 		data, fh, err := reader.ParseNextFrame()
@@ -217,8 +223,14 @@ func readIVF(r io.Reader) (*Clip, error) {
 		if len(data) == 0 {
 			continue
 		}
-		// RFC 6386 §9.1: bit 0 of the frame tag is 0 for a key frame.
-		clip.Frames = append(clip.Frames, Frame{Data: data, Keyframe: data[0]&0x01 == 0})
+		// RFC 6386 §9.1: bit 0 of the frame tag is 0 for a key frame. VP9:
+		// the uncompressed header's frame_type.
+		key := data[0]&0x01 == 0
+		if mime == webrtc.MimeTypeVP9 {
+			var h vp9.Header
+			key = h.Unmarshal(data) == nil && !h.NonKeyFrame && !h.ShowExistingFrame
+		}
+		clip.Frames = append(clip.Frames, Frame{Data: data, Keyframe: key})
 		// ivfreader reports pts*den/num, not the pts; undo that to get
 		// the pts in time-base units of num/den seconds.
 		pts = append(pts, fh.Timestamp*uint64(header.TimebaseNumerator)/uint64(header.TimebaseDenominator))

@@ -37,9 +37,10 @@ type PublishConfig struct {
 	// Token, if set, is sent as "Authorization: Bearer <Token>" on POST
 	// and DELETE.
 	Token string
-	// Video is an H.264 or VP8 clip, or nil to publish audio only. The
+	// Video is an H.264, VP8 or VP9 clip, or nil to publish audio only. The
 	// only video codec offered is the clip's: H.264 with
-	// packetization-mode=1 and profile-level-id=42e01f, or VP8.
+	// packetization-mode=1 and profile-level-id=42e01f, VP8, or VP9
+	// profile 0.
 	Video *Clip
 	// Audio is an Opus clip, or nil to publish video only.
 	Audio *Clip
@@ -160,6 +161,8 @@ func Publish(ctx context.Context, cfg PublishConfig) (*Publisher, error) {
 			video = append(video, h264Codec(102, "42e01f"))
 		case strings.EqualFold(cfg.Video.MimeType, webrtc.MimeTypeVP8):
 			video = append(video, vp8Codec)
+		case strings.EqualFold(cfg.Video.MimeType, webrtc.MimeTypeVP9):
+			video = append(video, vp9Codec)
 		default:
 			return nil, fmt.Errorf("client: publish: unsupported video codec %q", cfg.Video.MimeType)
 		}
@@ -344,8 +347,11 @@ func (p *Publisher) run() {
 	var video, audio *stream
 	if p.cfg.Video != nil {
 		var pay rtp.Payloader = &codecs.H264Payloader{}
-		if strings.EqualFold(p.cfg.Video.MimeType, webrtc.MimeTypeVP8) {
+		switch {
+		case strings.EqualFold(p.cfg.Video.MimeType, webrtc.MimeTypeVP8):
 			pay = &codecs.VP8Payloader{EnablePictureID: true}
+		case strings.EqualFold(p.cfg.Video.MimeType, webrtc.MimeTypeVP9):
+			pay = &codecs.VP9Payloader{}
 		}
 		video = &stream{clip: p.cfg.Video, track: p.videoTrack, pay: pay, ts: rand.Uint32(), seq: uint16(rand.Uint32())}
 		if p.cfg.PaceFactor > 0 {

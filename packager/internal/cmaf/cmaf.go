@@ -22,13 +22,19 @@ const TrackID = 1
 type Sample struct {
 	Duration uint32 // in the track's time scale
 	NonSync  bool   // not a random access point
-	// NALUs are the frame's H.264 NAL units, or the one Opus packet.
+	// NALUs are the frame's H.264 NAL units, or the one Opus packet or VP9
+	// frame.
 	NALUs [][]byte
 }
 
 // InitH264 writes the initialization segment of an H.264 rendition.
 func InitH264(sps, pps []byte, bitrate uint32) ([]byte, error) {
 	return initSegment(&codecs.H264{SPS: sps, PPS: pps}, 90000, bitrate)
+}
+
+// InitVP9 writes the initialization segment of a VP9 rendition.
+func InitVP9(c codecs.VP9, bitrate uint32) ([]byte, error) {
+	return initSegment(&c, 90000, bitrate)
 }
 
 // InitOpus writes the initialization segment of an Opus rendition.
@@ -50,20 +56,20 @@ func initSegment(c codecs.Codec, timescale, bitrate uint32) ([]byte, error) {
 
 // Chunk writes one CMAF chunk (moof+mdat) holding samples, the first of
 // which decodes at baseTime. sequence numbers the chunk (mfhd) within the
-// rendition. video selects the H.264 sample format (length-prefixed NAL
-// units) over the Opus one (the packet as is).
-func Chunk(sequence uint32, baseTime uint64, video bool, samples []Sample) ([]byte, error) {
+// rendition. nalus selects the H.264 sample format (length-prefixed NAL
+// units) over the one of Opus and VP9 (the packet or frame as is).
+func Chunk(sequence uint32, baseTime uint64, nalus bool, samples []Sample) ([]byte, error) {
 	out := make([]*fmp4.Sample, len(samples))
 	for i, s := range samples {
 		fs := &fmp4.Sample{Duration: s.Duration, IsNonSyncSample: s.NonSync}
-		if video {
+		if nalus {
 			if err := fs.FillH264(0, s.NALUs); err != nil {
 				return nil, fmt.Errorf("cmaf: sample %d: %w", i, err)
 			}
 		} else if len(s.NALUs) == 1 {
 			fs.Payload = s.NALUs[0]
 		} else {
-			return nil, fmt.Errorf("cmaf: audio sample %d has %d packets, want 1", i, len(s.NALUs))
+			return nil, fmt.Errorf("cmaf: sample %d has %d parts, want 1", i, len(s.NALUs))
 		}
 		out[i] = fs
 	}
