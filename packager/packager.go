@@ -353,7 +353,7 @@ func (p *publication) add(t *sfu.Track) {
 	info := t.Info()
 	var video bool
 	switch info.MimeType {
-	case sfu.MimeTypeH264, sfu.MimeTypeVP9:
+	case sfu.MimeTypeH264, sfu.MimeTypeVP9, sfu.MimeTypeAV1:
 		video = true
 	case "audio/opus":
 	default:

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
@@ -22,18 +23,19 @@ import (
 // an sfu.Subscriber: WriteRTP runs on the subscription's goroutine, and
 // flush runs after the subscription has ended, so its state needs no lock.
 type pipeline struct {
-	pub   *publication
-	rend  *Rendition
-	track *sfu.Track
-	log   *slog.Logger
-	video bool
-	isVP9 bool  // VP9 video; H.264 otherwise
-	rate  int64 // RTP clock rate
-	now   func() time.Time
+	pub    *publication
+	rend   *Rendition
+	track  *sfu.Track
+	log    *slog.Logger
+	video  bool
+	vcodec vcodec // which video codec, for video
+	rate   int64  // RTP clock rate
+	now    func() time.Time
 
 	reorder depack.Reorder
 	h264    depack.H264
 	vp9     depack.VP9
+	av1     depack.AV1
 	opus    depack.Opus
 	emit    func(*depack.Frame) // p.frame, made once
 
@@ -49,6 +51,7 @@ type pipeline struct {
 
 	sps, pps []byte
 	vp9Conf  *codecs.VP9 // VP9: the configuration of the last keyframe
+	av1Seq   []byte      // AV1: the sequence header OBU of the last keyframe
 	initName string
 	initData []byte
 	newInit  bool // parameter sets changed: cut at this keyframe
@@ -68,6 +71,15 @@ type pipeline struct {
 	errs int
 }
 
+// vcodec is a video pipeline's codec.
+type vcodec int
+
+const (
+	vcodecH264 vcodec = iota
+	vcodecVP9
+	vcodecAV1
+)
+
 type sample struct {
 	dts   int64
 	key   bool
@@ -86,9 +98,15 @@ func newPipeline(pub *publication, rend *Rendition, t *sfu.Track, video bool) *p
 			p.rate = 48000
 		}
 	}
-	p.isVP9 = video && strings.EqualFold(t.Info().MimeType, sfu.MimeTypeVP9)
+	switch mime := t.Info().MimeType; {
+	case strings.EqualFold(mime, sfu.MimeTypeVP9):
+		p.vcodec = vcodecVP9
+	case strings.EqualFold(mime, sfu.MimeTypeAV1):
+		p.vcodec = vcodecAV1
+	}
 	p.h264.WaitKeyframe()
 	p.vp9.WaitKeyframe()
+	p.av1.WaitKeyframe()
 	p.emit = p.frame
 	p.started = p.now()
 	return p
@@ -108,9 +126,12 @@ func (p *pipeline) WriteRTP(pkt *sfu.Packet) error {
 func (p *pipeline) depacketize(pkt depack.Packet, lost bool) {
 	var err error
 	if p.video {
-		if p.isVP9 {
+		switch p.vcodec {
+		case vcodecVP9:
 			err = p.vp9.Push(pkt, lost, p.emit)
-		} else {
+		case vcodecAV1:
+			err = p.av1.Push(pkt, lost, p.emit)
+		default:
 			err = p.h264.Push(pkt, lost, p.emit)
 		}
 		if lost {
@@ -154,12 +175,14 @@ func (p *pipeline) frame(f *depack.Frame) {
 		}
 		p.waitKey = false
 		switch {
-		case p.isVP9 && f.Keyframe:
+		case p.vcodec == vcodecVP9 && f.Keyframe:
 			p.vp9Config(f.NALUs[0])
-		case !p.isVP9 && (f.SPS != nil || f.PPS != nil):
+		case p.vcodec == vcodecAV1 && f.Keyframe:
+			p.av1Config(depack.AV1SequenceHeader(f.NALUs))
+		case p.vcodec == vcodecH264 && (f.SPS != nil || f.PPS != nil):
 			p.parameterSets(f.SPS, f.PPS)
 		}
-		if p.isVP9 && p.vp9Conf == nil || !p.isVP9 && (p.sps == nil || p.pps == nil) {
+		if !p.configured() {
 			p.waitKey = true // the boundary's keyframe request brings them
 			return
 		}
@@ -249,6 +272,50 @@ func (p *pipeline) parameterSets(sps, pps []byte) {
 	p.sps, p.pps = sps, pps
 	p.newInit = true
 	p.rend.setInfo(fmt.Sprintf("avc1.%02x%02x%02x", sps[1], sps[2], sps[3]), s.Width(), s.Height(), 0)
+}
+
+// configured reports whether the video codec's configuration for the init
+// segment is known.
+func (p *pipeline) configured() bool {
+	switch p.vcodec {
+	case vcodecVP9:
+		return p.vp9Conf != nil
+	case vcodecAV1:
+		return p.av1Seq != nil
+	default:
+		return p.sps != nil && p.pps != nil
+	}
+}
+
+// av1Config takes the sequence header of an AV1 keyframe: a new one starts
+// a new init segment at this keyframe.
+func (p *pipeline) av1Config(obu []byte) {
+	if obu == nil || slices.Equal(obu, p.av1Seq) {
+		return
+	}
+	var h av1.SequenceHeader
+	if err := h.Unmarshal(obu); err != nil || len(h.SeqLevelIdx) == 0 || len(h.SeqTier) == 0 {
+		p.log.Warn("bad AV1 sequence header ignored", "error", err)
+		return
+	}
+	p.av1Seq = slices.Clone(obu)
+	p.newInit = true
+	p.rend.setInfo(av1CodecString(h), h.Width(), h.Height(), 0)
+}
+
+// av1CodecString is the RFC 6381 codecs string of an AV1 stream
+// ("av01.P.LLT.DD", AV1 Codec ISO Media File Format Binding §5): profile,
+// level index and tier of the first operating point, bit depth.
+func av1CodecString(h av1.SequenceHeader) string {
+	tier := "M"
+	if h.SeqTier[0] {
+		tier = "H"
+	}
+	depth := 8
+	if h.ColorConfig.BitDepth > 0 {
+		depth = h.ColorConfig.BitDepth
+	}
+	return fmt.Sprintf("av01.%d.%02d%s.%02d", h.SeqProfile, h.SeqLevelIdx[0], tier, depth)
 }
 
 // vp9Config takes the configuration of a VP9 keyframe: a new one (size,
@@ -375,8 +442,10 @@ func (p *pipeline) makeInit(msn uint64) error {
 	var err error
 	bitrate := uint32(max(p.track.Layer().Bitrate, 0))
 	switch {
-	case p.isVP9:
+	case p.vcodec == vcodecVP9:
 		data, err = cmaf.InitVP9(*p.vp9Conf, bitrate)
+	case p.vcodec == vcodecAV1:
+		data, err = cmaf.InitAV1(p.av1Seq, bitrate)
 	case p.video:
 		data, err = cmaf.InitH264(p.sps, p.pps, bitrate)
 	default:
@@ -395,7 +464,7 @@ func (p *pipeline) closePart() {
 		return
 	}
 	p.rend.chunks++
-	data, err := cmaf.Chunk(p.rend.chunks, uint64(p.partStart), p.video && !p.isVP9, p.partFrames)
+	data, err := cmaf.Chunk(p.rend.chunks, uint64(p.partStart), p.sampleFormat(), p.partFrames)
 	n := len(p.partFrames)
 	p.partFrames = p.partFrames[:0]
 	if err != nil {
@@ -405,6 +474,18 @@ func (p *pipeline) closePart() {
 	d := ticksToDuration(p.partDur, p.rate)
 	p.rend.addPart(&Part{Data: data, Duration: d, Independent: p.partKey}, n, p.now())
 	p.pub.partWritten(p.video, p.pub.epoch.Add(ticksToDuration(p.partStart+p.partDur, p.rate)))
+}
+
+// sampleFormat is how the rendition's samples are written.
+func (p *pipeline) sampleFormat() cmaf.Format {
+	switch {
+	case !p.video, p.vcodec == vcodecVP9:
+		return cmaf.FormatRaw
+	case p.vcodec == vcodecAV1:
+		return cmaf.FormatAV1
+	default:
+		return cmaf.FormatH264
+	}
 }
 
 func (p *pipeline) closeSegment() {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/h264reader"
@@ -178,7 +179,7 @@ func readH264(r io.Reader) (*Clip, error) {
 // when the first bit is 1.
 func firstMBIsZero(nal []byte) bool { return len(nal) > 1 && nal[1]&0x80 != 0 }
 
-// LoadIVF loads a VP8 or VP9 IVF file. Frame durations come from the IVF time
+// LoadIVF loads a VP8, VP9 or AV1 IVF file. Frame durations come from the IVF time
 // base converted to a 90 kHz clock.
 func LoadIVF(path string) (*Clip, error) {
 	f, err := os.Open(path)
@@ -204,8 +205,10 @@ func readIVF(r io.Reader) (*Clip, error) {
 	case "VP80":
 	case "VP90":
 		mime = webrtc.MimeTypeVP9
+	case "AV01":
+		mime = webrtc.MimeTypeAV1
 	default:
-		return nil, fmt.Errorf("codec %q is neither VP8 nor VP9", header.FourCC)
+		return nil, fmt.Errorf("codec %q is not VP8, VP9 or AV1", header.FourCC)
 	}
 	if header.TimebaseDenominator == 0 || header.TimebaseNumerator == 0 {
 		return nil, fmt.Errorf("invalid time base %d/%d", header.TimebaseNumerator, header.TimebaseDenominator)
@@ -226,9 +229,15 @@ func readIVF(r io.Reader) (*Clip, error) {
 		// RFC 6386 §9.1: bit 0 of the frame tag is 0 for a key frame. VP9:
 		// the uncompressed header's frame_type.
 		key := data[0]&0x01 == 0
-		if mime == webrtc.MimeTypeVP9 {
+		switch mime {
+		case webrtc.MimeTypeVP9:
 			var h vp9.Header
 			key = h.Unmarshal(data) == nil && !h.NonKeyFrame && !h.ShowExistingFrame
+		case webrtc.MimeTypeAV1:
+			// A temporal unit with a sequence header: encoders put one
+			// before every keyframe.
+			var bs av1.Bitstream
+			key = bs.Unmarshal(data) == nil && av1.IsRandomAccess2(bs)
 		}
 		clip.Frames = append(clip.Frames, Frame{Data: data, Keyframe: key})
 		// ivfreader reports pts*den/num, not the pts; undo that to get

@@ -37,10 +37,10 @@ type PublishConfig struct {
 	// Token, if set, is sent as "Authorization: Bearer <Token>" on POST
 	// and DELETE.
 	Token string
-	// Video is an H.264, VP8 or VP9 clip, or nil to publish audio only. The
-	// only video codec offered is the clip's: H.264 with
-	// packetization-mode=1 and profile-level-id=42e01f, VP8, or VP9
-	// profile 0.
+	// Video is an H.264, VP8, VP9 or AV1 clip, or nil to publish audio
+	// only. The only video codec offered is the clip's: H.264 with
+	// packetization-mode=1 and profile-level-id=42e01f, VP8, VP9 profile 0,
+	// or AV1.
 	Video *Clip
 	// Audio is an Opus clip, or nil to publish video only.
 	Audio *Clip
@@ -163,6 +163,8 @@ func Publish(ctx context.Context, cfg PublishConfig) (*Publisher, error) {
 			video = append(video, vp8Codec)
 		case strings.EqualFold(cfg.Video.MimeType, webrtc.MimeTypeVP9):
 			video = append(video, vp9Codec)
+		case strings.EqualFold(cfg.Video.MimeType, webrtc.MimeTypeAV1):
+			video = append(video, av1Codec)
 		default:
 			return nil, fmt.Errorf("client: publish: unsupported video codec %q", cfg.Video.MimeType)
 		}
@@ -352,6 +354,8 @@ func (p *Publisher) run() {
 			pay = &codecs.VP8Payloader{EnablePictureID: true}
 		case strings.EqualFold(p.cfg.Video.MimeType, webrtc.MimeTypeVP9):
 			pay = &codecs.VP9Payloader{}
+		case strings.EqualFold(p.cfg.Video.MimeType, webrtc.MimeTypeAV1):
+			pay = &codecs.AV1Payloader{}
 		}
 		video = &stream{clip: p.cfg.Video, track: p.videoTrack, pay: pay, ts: rand.Uint32(), seq: uint16(rand.Uint32())}
 		if p.cfg.PaceFactor > 0 {

@@ -18,12 +18,22 @@ import (
 // TrackID is the track ID of the single track in every rendition.
 const TrackID = 1
 
+// Format is how a sample's parts become the sample's bytes.
+type Format int
+
+// Sample formats.
+const (
+	FormatRaw  Format = iota // the one part as is: an Opus packet, a VP9 frame
+	FormatH264               // NAL units, length-prefixed
+	FormatAV1                // OBUs, each given its size field
+)
+
 // Sample is one coded frame.
 type Sample struct {
 	Duration uint32 // in the track's time scale
 	NonSync  bool   // not a random access point
-	// NALUs are the frame's H.264 NAL units, or the one Opus packet or VP9
-	// frame.
+	// NALUs are the frame's H.264 NAL units or AV1 OBUs, or the one Opus
+	// packet or VP9 frame.
 	NALUs [][]byte
 }
 
@@ -35,6 +45,12 @@ func InitH264(sps, pps []byte, bitrate uint32) ([]byte, error) {
 // InitVP9 writes the initialization segment of a VP9 rendition.
 func InitVP9(c codecs.VP9, bitrate uint32) ([]byte, error) {
 	return initSegment(&c, 90000, bitrate)
+}
+
+// InitAV1 writes the initialization segment of an AV1 rendition from its
+// sequence header OBU.
+func InitAV1(sequenceHeader []byte, bitrate uint32) ([]byte, error) {
+	return initSegment(&codecs.AV1{SequenceHeader: sequenceHeader}, 90000, bitrate)
 }
 
 // InitOpus writes the initialization segment of an Opus rendition.
@@ -56,20 +72,24 @@ func initSegment(c codecs.Codec, timescale, bitrate uint32) ([]byte, error) {
 
 // Chunk writes one CMAF chunk (moof+mdat) holding samples, the first of
 // which decodes at baseTime. sequence numbers the chunk (mfhd) within the
-// rendition. nalus selects the H.264 sample format (length-prefixed NAL
-// units) over the one of Opus and VP9 (the packet or frame as is).
-func Chunk(sequence uint32, baseTime uint64, nalus bool, samples []Sample) ([]byte, error) {
+// rendition, in the sample format of format.
+func Chunk(sequence uint32, baseTime uint64, format Format, samples []Sample) ([]byte, error) {
 	out := make([]*fmp4.Sample, len(samples))
 	for i, s := range samples {
 		fs := &fmp4.Sample{Duration: s.Duration, IsNonSyncSample: s.NonSync}
-		if nalus {
-			if err := fs.FillH264(0, s.NALUs); err != nil {
-				return nil, fmt.Errorf("cmaf: sample %d: %w", i, err)
-			}
-		} else if len(s.NALUs) == 1 {
+		var err error
+		switch {
+		case format == FormatH264:
+			err = fs.FillH264(0, s.NALUs)
+		case format == FormatAV1:
+			err = fs.FillAV1(s.NALUs)
+		case len(s.NALUs) == 1:
 			fs.Payload = s.NALUs[0]
-		} else {
-			return nil, fmt.Errorf("cmaf: sample %d has %d parts, want 1", i, len(s.NALUs))
+		default:
+			err = fmt.Errorf("%d parts, want 1", len(s.NALUs))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cmaf: sample %d: %w", i, err)
 		}
 		out[i] = fs
 	}

@@ -1,6 +1,7 @@
 // Package depack turns a track's RTP packets back into the codec's frames:
 // H.264 access units (RFC 6184: single NAL unit, STAP-A and FU-A packets),
-// VP9 frames (RFC 9628) and Opus packets (RFC 7587). It reorders within a small window, drops a
+// VP9 frames (RFC 9628), AV1 temporal units (the AOM AV1 RTP
+// specification) and Opus packets (RFC 7587). It reorders within a small window, drops a
 // frame that lost a packet instead of passing it on corrupt, and after a
 // loss waits for the next keyframe before a video frame comes out again.
 //
