@@ -123,7 +123,6 @@ type Track struct {
 	kfLast      time.Time
 	kfPending   *time.Timer
 	kfPendingAt time.Time // when kfPending fires
-	kfSwitch    time.Time // the last request sent for a switch
 	// lastKeyframe is when the last keyframe began to arrive, unix nanos.
 	lastKeyframe atomic.Int64
 
@@ -313,14 +312,17 @@ func (t *Track) Lookup(seq uint64) *Packet {
 	return p
 }
 
-// SwitchKeyframeInterval is the shortest time between two keyframe
-// requests made for viewers switching to a track (RequestSwitchKeyframe).
-// A switch completes at the target's next keyframe; held to
-// KeyframeInterval (500 ms), a switch to a layer just asked for a keyframe
-// took 354–508 ms with a publisher that answers at once, against the
-// ≤ 300 ms a switch should take. 200 ms keeps viewers that flip layers
-// from asking the publisher for more than five extra keyframes a second.
-const SwitchKeyframeInterval = 200 * time.Millisecond
+// SwitchKeyframeInterval is the shortest time from any keyframe request
+// to one made for a viewer joining or switching to a track
+// (RequestSwitchKeyframe). A join or switch completes at the track's next
+// keyframe; held to KeyframeInterval (500 ms), a switch to a layer just
+// asked for a keyframe took 354–508 ms with a publisher that answers at
+// once, against the ≤ 300 ms a switch should take. It is not shorter
+// because libwebrtc drops a keyframe request that comes less than 300 ms
+// after the last one it acted on (EncoderRtcpFeedback's
+// min_keyframe_send_interval): a browser publisher would ignore it, and
+// the viewer would wait for a keyframe that never comes.
+const SwitchKeyframeInterval = 300 * time.Millisecond
 
 // switchOutstanding is how long a keyframe request that has not been
 // answered yet is taken to be on its way, so that a switch waits for its
@@ -347,12 +349,12 @@ func (t *Track) RequestKeyframe() {
 	t.sendKeyframeRequestLocked(now)
 }
 
-// RequestSwitchKeyframe asks for a keyframe for a viewer switching to this
-// track, which switches at the track's next keyframe. A request sent less
-// than switchOutstanding ago and not answered by a keyframe yet serves it;
-// otherwise a request goes at once, or SwitchKeyframeInterval after the
-// last switch's (bringing a deferred request forward), apart from
-// KeyframeInterval.
+// RequestSwitchKeyframe asks for a keyframe for a viewer joining or
+// switching to this track, which starts at the track's next keyframe. A
+// request sent less than switchOutstanding ago and not answered by a
+// keyframe yet serves it; otherwise a request goes at once, or
+// SwitchKeyframeInterval after the last request of any kind (bringing a
+// deferred request forward), apart from KeyframeInterval.
 func (t *Track) RequestSwitchKeyframe() {
 	if !t.lockKeyframeRequests() {
 		return
@@ -362,20 +364,17 @@ func (t *Track) RequestSwitchKeyframe() {
 	if !t.kfLast.IsZero() && t.kfLast.UnixNano() > t.lastKeyframe.Load() && now.Sub(t.kfLast) < switchOutstanding {
 		return // the keyframe asked for is on its way
 	}
-	wait := max(t.kfSwitch.Add(SwitchKeyframeInterval).Sub(now), 0)
+	wait := max(t.kfLast.Add(SwitchKeyframeInterval).Sub(now), 0)
 	switch {
 	case t.kfPending != nil:
 		// Merged into the deferred request, which the switch may bring
 		// forward (unless it is firing already).
 		if now.Add(wait).Before(t.kfPendingAt) && t.kfPending.Stop() {
 			t.deferKeyframeRequestLocked(now, wait)
-			t.kfSwitch = t.kfPendingAt
 		}
 	case wait > 0:
 		t.deferKeyframeRequestLocked(now, wait)
-		t.kfSwitch = t.kfPendingAt
 	default:
-		t.kfSwitch = now
 		t.sendKeyframeRequestLocked(now)
 	}
 }

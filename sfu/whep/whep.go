@@ -302,15 +302,14 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 			}
 			cur, target := dt.current()
 			if want != nil && want != cur && want != target {
-				// A viewer that already receives a layer, or waits for the
-				// first keyframe of one, switches, and its keyframe request
-				// may come sooner than a joining viewer's. (Treating a pin
-				// that came before the first keyframe as a join held it to
-				// the 500 ms join throttle: first switches of 150-350 ms.)
-				request, opts := want.RequestKeyframe, []sfu.SubscribeOption(nil)
-				if cur != nil || target != nil {
-					request, opts = want.RequestSwitchKeyframe, []sfu.SubscribeOption{sfu.ForSwitch()}
-				}
+				// A viewer's first layer and every later change ask for a
+				// keyframe by the switch rule (Track.RequestSwitchKeyframe):
+				// wait for a requested keyframe still on its way, else ask
+				// 300 ms after the last request at the latest. Held to the
+				// 500 ms throttle of viewer PLIs, a join shortly after the
+				// packager's boundary request waited out the rest of the
+				// window (Chromium first frame p90 up to 520 ms).
+				request, opts := want.RequestSwitchKeyframe, []sfu.SubscribeOption{sfu.ForSwitch()}
 				if _, ok := subs[dt][want]; ok {
 					dt.follow(want)
 					request()
