@@ -1,8 +1,6 @@
 package depack
 
 import (
-	"time"
-
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/pion/rtp/codecs"
 )
@@ -15,23 +13,11 @@ import (
 // delimiters dropped. A temporal unit that carries a sequence header is a
 // keyframe, as WebRTC senders send one with every keyframe.
 type AV1 struct {
-	unwrap Unwrap
+	unit // Dropped counts temporal units
 
-	ts      uint32
-	arrival time.Time
-	inFrame bool
-	broken  bool // a packet of the current unit was lost or malformed
-	needKey bool // since a loss: drop units until a keyframe
-	dep     codecs.AV1Depacketizer
-	data    []byte // the unit so far, OBUs with size fields
-
-	// Dropped counts temporal units dropped for loss or malformed payloads.
-	Dropped int
+	dep  codecs.AV1Depacketizer
+	data []byte // the unit so far, OBUs with size fields
 }
-
-// WaitKeyframe drops temporal units until the next keyframe, as at the
-// start of a stream.
-func (a *AV1) WaitKeyframe() { a.needKey = true }
 
 // Push takes the next packet in sequence order (lost says packets were
 // lost just before it) and calls emit with each complete temporal unit.
@@ -65,11 +51,8 @@ func (a *AV1) Push(p Packet, lost bool, emit func(*Frame)) error {
 
 // loss breaks the unit being assembled and forgets a fragment held over.
 func (a *AV1) loss() {
-	if a.inFrame {
-		a.broken = true
-	}
+	a.lost()
 	a.dep = codecs.AV1Depacketizer{}
-	a.needKey = true
 }
 
 func (a *AV1) finish(emit func(*Frame)) {
@@ -77,9 +60,8 @@ func (a *AV1) finish(emit func(*Frame)) {
 	ts := a.unwrap.Extend(a.ts)
 	var bs av1.Bitstream
 	if a.broken || len(a.data) == 0 || bs.Unmarshal(a.data) != nil {
-		a.Dropped++
-		a.loss()
-		a.inFrame = false
+		a.drop()
+		a.dep = codecs.AV1Depacketizer{}
 		return
 	}
 	obus := bs[:0]
@@ -92,11 +74,9 @@ func (a *AV1) finish(emit func(*Frame)) {
 		return
 	}
 	key := av1.IsRandomAccess2(obus)
-	if a.needKey && !key {
-		a.Dropped++
+	if !a.accept(key) {
 		return
 	}
-	a.needKey = false
 	emit(&Frame{Timestamp: ts, Keyframe: key, NALUs: obus, Arrival: a.arrival})
 }
 

@@ -150,29 +150,63 @@ func (u *Unwrap) Extend(ts uint32) int64 {
 	return v
 }
 
+// unit is what every video assembler (H264, VP9, AV1) keeps of the frame
+// it is putting together, and their common loss rule: a frame with a hole
+// is dropped, and so is every frame after it until a keyframe.
+type unit struct {
+	unwrap  Unwrap
+	ts      uint32
+	arrival time.Time
+	inFrame bool
+	broken  bool // a packet of the current frame was lost or malformed
+	needKey bool // since a loss: drop frames until a keyframe
+
+	// Dropped counts frames dropped for loss or malformed payloads.
+	Dropped int
+}
+
+// WaitKeyframe drops frames until the next keyframe (an IDR access unit for
+// H.264), as at the start of a stream.
+func (u *unit) WaitKeyframe() { u.needKey = true }
+
+// lost breaks the frame being put together, if any, and waits for a
+// keyframe.
+func (u *unit) lost() {
+	if u.inFrame {
+		u.broken = true
+	}
+	u.needKey = true
+}
+
+// drop counts a frame dropped for a hole or a malformed payload and waits
+// for a keyframe.
+func (u *unit) drop() {
+	u.Dropped++
+	u.needKey = true
+}
+
+// accept reports whether a whole frame may go out: any after a keyframe,
+// only a keyframe while one is awaited (the others are counted dropped).
+func (u *unit) accept(key bool) bool {
+	if u.needKey && !key {
+		u.Dropped++
+		return false
+	}
+	u.needKey = false
+	return true
+}
+
 // H264 assembles H.264 access units from in-order packets.
 type H264 struct {
-	unwrap Unwrap
+	unit
 
-	ts       uint32
-	arrival  time.Time
-	inFrame  bool
-	broken   bool // a packet of the current frame was lost or malformed
-	needIDR  bool // since a loss: drop frames until an IDR
 	size     int
 	nalus    [][]byte
 	fua      []byte
 	inFUA    bool
 	sps, pps []byte
 	idr      bool
-
-	// Dropped counts frames dropped for loss or malformed payloads.
-	Dropped int
 }
-
-// WaitKeyframe drops frames until the next IDR access unit, as at the start
-// of a stream.
-func (h *H264) WaitKeyframe() { h.needIDR = true }
 
 // Push takes the next packet in sequence order (lost says packets were
 // lost just before it) and calls emit with each complete access unit. The
@@ -201,11 +235,8 @@ func (h *H264) Push(p Packet, lost bool, emit func(*Frame)) error {
 }
 
 func (h *H264) loss() {
-	if h.inFrame {
-		h.broken = true
-	}
+	h.lost()
 	h.inFUA, h.fua = false, h.fua[:0]
-	h.needIDR = true
 }
 
 func (h *H264) start(ts uint32) {
@@ -220,18 +251,12 @@ func (h *H264) finish(emit func(*Frame)) {
 	h.inFrame = false
 	ts := h.unwrap.Extend(h.ts)
 	if h.broken || h.inFUA {
-		h.Dropped++
-		h.needIDR = true
+		h.drop()
 		return
 	}
-	if len(h.nalus) == 0 {
+	if len(h.nalus) == 0 || !h.accept(h.idr) {
 		return
 	}
-	if h.needIDR && !h.idr {
-		h.Dropped++
-		return
-	}
-	h.needIDR = false
 	emit(&Frame{Timestamp: ts, Keyframe: h.idr, NALUs: h.nalus, SPS: h.sps, PPS: h.pps, Arrival: h.arrival})
 }
 

@@ -2,7 +2,6 @@ package depack
 
 import (
 	"errors"
-	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
 	"github.com/pion/rtp/codecs"
@@ -18,24 +17,12 @@ var ErrVP9Start = errors.New("depack: VP9 packet without the start of its frame"
 // sample, as VP9 in MP4 stores it). A frame is a keyframe when its
 // uncompressed header says so.
 type VP9 struct {
-	unwrap Unwrap
+	unit
 
-	ts      uint32
-	arrival time.Time
-	inFrame bool
-	broken  bool // a packet of the current frame was lost or malformed
-	needKey bool // since a loss: drop frames until a keyframe
-	data    []byte
-	pkt     codecs.VP9Packet
-	frame   [1][]byte
-
-	// Dropped counts frames dropped for loss or malformed payloads.
-	Dropped int
+	data  []byte
+	pkt   codecs.VP9Packet
+	frame [1][]byte
 }
-
-// WaitKeyframe drops frames until the next keyframe, as at the start of a
-// stream.
-func (v *VP9) WaitKeyframe() { v.needKey = true }
 
 // Push takes the next packet in sequence order (lost says packets were
 // lost just before it) and calls emit with each complete frame, as the one
@@ -43,20 +30,14 @@ func (v *VP9) WaitKeyframe() { v.needKey = true }
 // Frame and its NALUs slice are valid until the next call to Push.
 func (v *VP9) Push(p Packet, lost bool, emit func(*Frame)) error {
 	if lost {
-		if v.inFrame {
-			v.broken = true
-		}
-		v.needKey = true
+		v.lost()
 	}
 	if v.inFrame && p.Timestamp != v.ts {
 		v.finish(emit) // the end of the last frame was lost
 	}
 	payload, err := v.pkt.Unmarshal(p.Payload)
 	if err != nil {
-		if v.inFrame {
-			v.broken = true
-		}
-		v.needKey = true
+		v.lost()
 		return err
 	}
 	switch {
@@ -88,16 +69,13 @@ func (v *VP9) finish(emit func(*Frame)) {
 	v.inFrame = false
 	ts := v.unwrap.Extend(v.ts)
 	if v.broken || len(v.data) == 0 {
-		v.Dropped++
-		v.needKey = true
+		v.drop()
 		return
 	}
 	key := IsVP9Keyframe(v.data)
-	if v.needKey && !key {
-		v.Dropped++
+	if !v.accept(key) {
 		return
 	}
-	v.needKey = false
 	v.frame[0] = v.data
 	emit(&Frame{Timestamp: ts, Keyframe: key, NALUs: v.frame[:], Arrival: v.arrival})
 }
