@@ -497,8 +497,8 @@ func WithoutKeyframeStart() SubscribeOption {
 	return func(s *subscription) { s.waitKeyframe = false }
 }
 
-// ForSwitch marks a subscription made for a viewer switching to the track
-// from another: its keyframe request is a RequestSwitchKeyframe.
+// ForSwitch marks a subscription made for a viewer joining or switching to
+// the track: its keyframe request is a RequestSwitchKeyframe.
 func ForSwitch() SubscribeOption {
 	return func(s *subscription) { s.forSwitch = true }
 }

@@ -26,9 +26,9 @@ import (
 //   - While the estimate has room for the current layer (probeFrom) but
 //     not for the next, probe with padding: RTX copies of recent packets,
 //     each with a fresh abs-send-time, so that what arrives adds up to the
-//     estimate itself. Sending at the estimate is what a sender's own congestion
-//     control would do; it lets the estimate grow (by about 8 % a second in
-//     libwebrtc) until the next layer fits. The probe fails when the
+//     estimate itself. Sending at the estimate is what a sender's own
+//     congestion control would do; it lets the estimate grow (by about 8 %
+//     a second in libwebrtc) until the next layer fits. The probe fails when the
 //     estimate falls below probeDrop of its value at the probe's start (the
 //     delay-based detector saw overuse), or has not reached the next layer
 //     after probeTimeout.
@@ -37,10 +37,10 @@ import (
 //     the higher layer itself is the probe.
 //   - For probeWindow after a step up without padding the estimate may lag
 //     the new rate; only an estimate that falls below its value at the
-//     step fails it. A failed step or probe goes down at once, and a layer left or probed
-//     in vain is not tried again for a backoff that doubles each time
-//     (10 s, 20 s, … up to 2 min), so a link at its limit does not flap
-//     between two layers.
+//     step fails it. A failed step or probe goes down at once, and a layer
+//     left or probed in vain is not tried again for a backoff that doubles
+//     each time (10 s, 20 s, … up to 2 min), so a link at its limit does
+//     not flap between two layers.
 //   - A viewer that sends no estimate at all (a plain pion client) steps up
 //     to the best layer after noEstimateWait.
 //   - Only active layers count; nobody stays on a layer that stopped.

@@ -306,16 +306,23 @@ func (d *downTrack) retransmit(out uint16) {
 		d.mu.Unlock()
 		return
 	}
-	d.rw.Retransmission(p, &d.resendBuf.hdr)
-	payload := p.Payload
-	if d.isVP8 {
-		payload = d.vp8.Retransmission(payload, d.resendBuf.buf[:])
-	}
+	payload := d.resentLocked(p, &d.resendBuf.hdr, d.resendBuf.buf[:])
 	astID := d.absSendTimeID
 	d.mu.Unlock()
 	if err := d.resendBuf.send(w, payload, astID); err == nil {
 		d.resent.Add(1)
 	}
+}
+
+// resentLocked fills hdr with the header p had when it was first sent to
+// the viewer and returns its payload as then (VP8 picture IDs rewritten
+// into dst), for a retransmission or a probe copy. d.mu is held.
+func (d *downTrack) resentLocked(p *sfu.Packet, hdr *rtp.Header, dst []byte) []byte {
+	d.rw.Retransmission(p, hdr)
+	if d.isVP8 {
+		return d.vp8.Retransmission(p.Payload, dst)
+	}
+	return p.Payload
 }
 
 // probeSpan is how many of the newest packets probe padding cycles
@@ -371,11 +378,7 @@ func (d *downTrack) probe(budget int) int {
 			p.Release()
 			return sent
 		}
-		d.rw.Retransmission(p, &d.pad.hdr)
-		payload := p.Payload
-		if d.isVP8 {
-			payload = d.vp8.Retransmission(payload, d.pad.buf[2:])
-		}
+		payload := d.resentLocked(p, &d.pad.hdr, d.pad.buf[2:])
 		if 2+len(payload) > len(d.pad.buf) {
 			d.mu.Unlock()
 			p.Release()

@@ -309,11 +309,10 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 				// 500 ms throttle of viewer PLIs, a join shortly after the
 				// packager's boundary request waited out the rest of the
 				// window (Chromium first frame p90 up to 520 ms).
-				request, opts := want.RequestSwitchKeyframe, []sfu.SubscribeOption{sfu.ForSwitch()}
 				if _, ok := subs[dt][want]; ok {
 					dt.follow(want)
-					request()
-				} else if unsub, err := want.Subscribe(dt.follow(want), opts...); err == nil {
+					want.RequestSwitchKeyframe()
+				} else if unsub, err := want.Subscribe(dt.follow(want), sfu.ForSwitch()); err == nil {
 					subs[dt][want] = unsub
 				}
 				// A subscribe error means the track closed under us: the
@@ -467,10 +466,7 @@ func (s *session) Stats() sfu.ViewerStats {
 		ID: s.id, Pinned: s.pinned(), Packets: c.Packets, NACKs: c.NACKs, Retransmitted: c.Retransmitted,
 		KeyframeRequests: c.KeyframeRequests, LayerSwitches: c.LayerSwitches, ProbePackets: c.ProbePackets,
 	}
-	for _, dt := range s.tracks {
-		if dt.kind != webrtc.RTPCodecTypeVideo {
-			continue
-		}
+	if dt := s.videoTrack(); dt != nil {
 		st.EstimatedBitrate = dt.estimate()
 		st.ProbePadding = int(s.padding.Load())
 		if cur, _ := dt.current(); cur != nil {
@@ -500,10 +496,8 @@ func (s *session) Counters() sfu.ViewerCounters {
 
 // videoMid returns the mid of the video section ("" without video).
 func (s *session) videoMid() string {
-	for _, dt := range s.tracks {
-		if dt.kind == webrtc.RTPCodecTypeVideo {
-			return s.mids[dt]
-		}
+	if dt := s.videoTrack(); dt != nil {
+		return s.mids[dt]
 	}
 	return ""
 }
