@@ -28,6 +28,16 @@ type Rewriter struct {
 	lastTS      uint32    // newest outgoing timestamp
 	lastArrival time.Time // arrival of the packet that had lastTS
 	sourceFirst uint64    // first forwarding Seq of the current source
+
+	// Catch-up (CatchUp): packets up to cuLast get timestamps moved forward
+	// while cuOn, and are never retransmitted (cuLast stays until the next
+	// source).
+	cuOn        bool
+	cuLast      uint64
+	cuLastTS    uint32 // source timestamp of the packet cuLast
+	cuAt        time.Time
+	cuFrame     bool   // cuIn/cuOut hold the frame being caught up
+	cuIn, cuOut uint32 // its source and outgoing timestamp
 }
 
 // NewRewriter returns a Rewriter for one outgoing stream. initialSeq and
@@ -48,7 +58,7 @@ func (r *Rewriter) PayloadType() uint8 { return r.payloadType }
 
 // SwitchSource tells the Rewriter that the next packet comes from a new
 // source: it continues the outgoing sequence and timeline from there.
-func (r *Rewriter) SwitchSource() { r.switching = true }
+func (r *Rewriter) SwitchSource() { r.switching, r.cuOn, r.cuLast = true, false, 0 }
 
 // Rewrite fills out with p's header rewritten for the outgoing stream. The
 // header extensions of the source are dropped: their IDs belong to the
@@ -76,12 +86,50 @@ func (r *Rewriter) Rewrite(p *Packet, out *rtp.Header) {
 	// Padding was stripped from the payload by the parser; the outgoing
 	// packet carries none.
 	r.Retransmission(p, out)
+	if r.cuOn {
+		if p.Seq <= r.cuLast {
+			out.Timestamp = r.caughtUp(p)
+		} else {
+			r.cuOn = false
+		}
+	}
 	if int16(out.SequenceNumber-r.lastOut) > 0 {
 		r.lastOut, r.lastIn = out.SequenceNumber, p.Seq
 	}
 	if int32(out.Timestamp-r.lastTS) > 0 {
 		r.lastTS, r.lastArrival = out.Timestamp, p.Arrival
 	}
+}
+
+// CatchUp tells the Rewriter that the source's packets up to forwarding
+// sequence number last, whose RTP timestamp is lastTS, were queued for the
+// viewer at once from the track's history (sfu.Backfill), and that the next
+// packet is the first of them. Those frames get the timestamp of the last
+// one, each one tick more than the frame before, so that they look as
+// recent as the last: the viewer decodes them at once and shows the latest
+// picture, instead of scheduling the live frames after them up to the
+// backfill's age late (a receiver times playout from the first frames it
+// gets). The live packets keep their timestamps and with them the stream's
+// clock (its sender reports).
+//
+// Call it after SwitchSource (or before the first packet), on the
+// Rewriter's goroutine. The caught-up packets are not retransmitted:
+// SourceSeq refuses them, because a copy would carry another timestamp.
+func (r *Rewriter) CatchUp(last uint64, lastTS uint32) {
+	r.cuOn, r.cuLast, r.cuLastTS, r.cuFrame = true, last, lastTS, false
+}
+
+// caughtUp returns the outgoing timestamp of a caught-up packet.
+func (r *Rewriter) caughtUp(p *Packet) uint32 {
+	if r.cuFrame && p.Timestamp == r.cuIn {
+		return r.cuOut // the frame's other packets
+	}
+	ts := r.cuLastTS + r.tsOffset
+	if r.cuFrame {
+		ts = r.cuOut + 1
+	}
+	r.cuFrame, r.cuIn, r.cuOut = true, p.Timestamp, ts
+	return ts
 }
 
 // Retransmission fills out with the header that p had when it was first
@@ -113,7 +161,7 @@ func (r *Rewriter) SourceSeq(out uint16) (uint64, bool) {
 		return 0, false
 	}
 	in := int64(r.lastIn) + diff
-	if in < int64(r.sourceFirst) {
+	if in < int64(r.sourceFirst) || uint64(in) <= r.cuLast {
 		return 0, false
 	}
 	return uint64(in), true

@@ -19,6 +19,11 @@ type subscription struct {
 	waitKeyframe bool
 	stopped      bool
 	forSwitch    bool // the keyframe request at the start is a switch's (ForSwitch)
+	// after is the newest packet queued from the history (FromRecentKeyframe):
+	// the track may still hand it, or an older one, to enqueue.
+	after       uint64
+	backfillAge time.Duration
+	backfilled  func(Backfill)
 
 	wake chan struct{}
 	quit chan struct{}
@@ -52,7 +57,7 @@ const overflowWarnEvery = 5 * time.Second
 // enqueue runs on the track's goroutine and never blocks.
 func (s *subscription) enqueue(p *Packet) {
 	s.mu.Lock()
-	if s.stopped || (s.waitKeyframe && !p.Keyframe) {
+	if s.stopped || (s.waitKeyframe && !p.Keyframe) || p.Seq <= s.after {
 		s.mu.Unlock()
 		return
 	}
@@ -79,6 +84,11 @@ func (s *subscription) enqueue(p *Packet) {
 	s.ring[s.head&s.mask] = p
 	s.head++
 	s.mu.Unlock()
+	s.wakeUp()
+}
+
+// wakeUp tells the goroutine there are packets to deliver.
+func (s *subscription) wakeUp() {
 	select {
 	case s.wake <- struct{}{}:
 	default:

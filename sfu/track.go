@@ -109,6 +109,8 @@ type Track struct {
 	mu       sync.Mutex // guards history, closed, subscription list writes
 	history  []*Packet
 	histMask uint64
+	newest   uint64 // forwarding Seq of the newest packet in the history
+	keySeq   uint64 // forwarding Seq of the latest keyframe's first packet, 0 if none
 	closed   bool
 	done     chan struct{}
 
@@ -266,6 +268,10 @@ func (t *Track) forward(pkt *Packet) error {
 	}
 	old := *slot
 	*slot = pkt // the history keeps the reference we were given
+	t.newest = max(t.newest, pkt.Seq)
+	if pkt.Keyframe && t.info.Kind == KindVideo {
+		t.keySeq = pkt.Seq
+	}
 	t.mu.Unlock()
 	if old != nil {
 		old.Release()
@@ -503,8 +509,68 @@ func ForSwitch() SubscribeOption {
 	return func(s *subscription) { s.forSwitch = true }
 }
 
+// Backfill says where a subscription made with FromRecentKeyframe started:
+// its first packets, up to Last, came from the track's history.
+type Backfill struct {
+	// Last is the forwarding sequence number of the newest packet taken
+	// from the history; later packets are live.
+	Last uint64
+	// LastTimestamp is that packet's RTP timestamp.
+	LastTimestamp uint32
+}
+
+// FromRecentKeyframe starts a video subscription at the track's latest
+// keyframe instead of the next one, when that keyframe began to arrive at
+// most maxAge ago and it and every packet since fit in half the queue: the
+// subscription's queue is filled with them from the history, and no
+// keyframe is requested. If it did so, started is called with where,
+// before Subscribe returns and before the subscriber gets a packet.
+//
+// It is for a viewer's first picture: a keyframe request within 300 ms of
+// the last one is ignored by a browser publisher (see
+// SwitchKeyframeInterval), so a viewer joining just after a keyframe would
+// otherwise wait for the next allowed request. The packets are up to
+// maxAge old and come in a burst; a subscriber that plays them should
+// present them as current (see Rewriter.CatchUp).
+func FromRecentKeyframe(maxAge time.Duration, started func(Backfill)) SubscribeOption {
+	return func(s *subscription) { s.backfillAge, s.backfilled = maxAge, started }
+}
+
+// backfillLocked fills sub's queue from the history if FromRecentKeyframe
+// asked for it and the latest keyframe qualifies, and reports whether it
+// did. t.mu is held and sub is not in the fan-out yet.
+func (t *Track) backfillLocked(sub *subscription) bool {
+	if sub.backfillAge <= 0 || !sub.waitKeyframe || t.info.Kind != KindVideo || t.keySeq == 0 {
+		return false
+	}
+	key := t.history[t.keySeq&t.histMask]
+	n := t.newest - t.keySeq + 1
+	if key == nil || key.Seq != t.keySeq || time.Since(key.Arrival) > sub.backfillAge ||
+		n > uint64(len(sub.ring)/2) || n > uint64(len(t.history)) {
+		return false
+	}
+	var last *Packet
+	for seq := t.keySeq; seq <= t.newest; seq++ {
+		p := t.history[seq&t.histMask]
+		if p == nil || p.Seq != seq {
+			continue // lost upstream: the viewer asks for it like for any loss
+		}
+		p.retain()
+		sub.ring[sub.head&sub.mask] = p
+		sub.head++
+		last = p
+	}
+	sub.waitKeyframe = false
+	sub.after = last.Seq
+	if sub.backfilled != nil {
+		sub.backfilled(Backfill{Last: last.Seq, LastTimestamp: last.Timestamp})
+	}
+	return true
+}
+
 // Subscribe adds s to the track's fan-out. Video subscriptions start at the
-// next keyframe and ask the publisher for one at once. The returned function
+// next keyframe and ask the publisher for one at once (unless
+// FromRecentKeyframe started them at the latest one). The returned function
 // removes the subscription and waits until its goroutine has ended; it is
 // safe to call more than once and after the track closed. Subscribing to a
 // closed track returns ErrTrackClosed.
@@ -521,6 +587,10 @@ func (t *Track) Subscribe(s Subscriber, opts ...SubscribeOption) (unsubscribe fu
 	if old != nil {
 		list = make([]*subscription, 0, len(*old)+1)
 		list = append(list, *old...)
+	}
+	if t.backfillLocked(sub) {
+		askKeyframe = false
+		sub.wakeUp()
 	}
 	list = append(list, sub)
 	t.subs.Store(&list)

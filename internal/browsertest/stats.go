@@ -54,6 +54,16 @@ type ViewerStats struct {
 	VideoPacketsReceived  int64  `json:"videoPacketsReceived"`
 	AudioPacketsReceived  int64  `json:"audioPacketsReceived"`
 	DecoderImplementation string `json:"decoderImplementation"`
+	// JitterBufferDelay is the video frames' summed time in the jitter
+	// buffer, in seconds, over JitterBufferEmittedCount frames: their
+	// quotient is the mean delay the receiver added before decoding.
+	JitterBufferDelay        float64 `json:"jitterBufferDelay"`
+	JitterBufferEmittedCount int64   `json:"jitterBufferEmittedCount"`
+	// FreezeCount and TotalFreezesDuration (seconds) count the video's
+	// freezes as the browser defines them (a frame later than the larger of
+	// three times the mean frame duration and that plus 150 ms).
+	FreezeCount          int64   `json:"freezeCount"`
+	TotalFreezesDuration float64 `json:"totalFreezesDuration"`
 	// VideoWidth and VideoHeight are the size of the video element's
 	// current frame; they are 0 until it has one.
 	VideoWidth  int `json:"videoWidth"`

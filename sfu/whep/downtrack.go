@@ -139,6 +139,10 @@ func (d *downTrack) matchCodec(info sfu.TrackInfo) (webrtc.RTPCodecParameters, b
 type source struct {
 	d     *downTrack
 	track *sfu.Track
+	// backfill is where the subscription started from the track's history
+	// (sfu.FromRecentKeyframe), Last 0 if it did not. Set before the
+	// subscription's goroutine starts, read only by it.
+	backfill sfu.Backfill
 	// Each source has one goroutine, and during a switch two sources write
 	// at once: each has its own scratch space.
 	scratch
@@ -169,7 +173,7 @@ func (s *source) WriteRTP(p *sfu.Packet) error { return s.d.writeFrom(s, p) }
 // the current source keeps flowing, so the viewer's picture never stops for
 // longer than the new layer's keyframe takes, and its decoder never sees a
 // P-frame of a layer it has no keyframe for.
-func (d *downTrack) follow(t *sfu.Track) sfu.Subscriber {
+func (d *downTrack) follow(t *sfu.Track) *source {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.target = t
@@ -215,6 +219,9 @@ func (d *downTrack) writeFrom(src *source, p *sfu.Packet) error {
 		return nil
 	case t == d.target && p.Keyframe:
 		d.switchLocked(t)
+		if src.backfill.Last != 0 {
+			d.rw.CatchUp(src.backfill.Last, src.backfill.LastTimestamp)
+		}
 	case t != d.src:
 		d.mu.Unlock()
 		return nil // the old layer after a switch, or the target before its keyframe

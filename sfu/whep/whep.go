@@ -309,11 +309,21 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 				// 500 ms throttle of viewer PLIs, a join shortly after the
 				// packager's boundary request waited out the rest of the
 				// window (Chromium first frame p90 up to 520 ms).
+				//
+				// A viewer's first picture may come from the track's
+				// history instead: see joinBackfillAge.
 				if _, ok := subs[dt][want]; ok {
 					dt.follow(want)
 					want.RequestSwitchKeyframe()
-				} else if unsub, err := want.Subscribe(dt.follow(want), sfu.ForSwitch()); err == nil {
-					subs[dt][want] = unsub
+				} else {
+					src := dt.follow(want)
+					opts := []sfu.SubscribeOption{sfu.ForSwitch()}
+					if cur == nil {
+						opts = append(opts, sfu.FromRecentKeyframe(joinBackfillAge, func(b sfu.Backfill) { src.backfill = b }))
+					}
+					if unsub, err := want.Subscribe(src, opts...); err == nil {
+						subs[dt][want] = unsub
+					}
 				}
 				// A subscribe error means the track closed under us: the
 				// next change says so.
@@ -421,6 +431,17 @@ func (s *session) videoTrack() *downTrack {
 
 // layerCheckInterval is how often a viewer's layer choice is reviewed.
 const layerCheckInterval = 500 * time.Millisecond
+
+// joinBackfillAge is how old a track's latest keyframe may be for a joining
+// viewer to start from it, out of the track's history, instead of waiting
+// for a new one. The packager asks every layer for a keyframe at each
+// segment boundary, and a browser publisher ignores a request within 300 ms
+// of the last one (sfu.SwitchKeyframeInterval): a viewer joining just after
+// a boundary waited up to 300 ms more for its first picture. A keyframe
+// older than this was asked for long enough ago that a new request goes at
+// once. The history's frames are sent in a burst and caught up
+// (sfu.Rewriter.CatchUp), so the viewer starts at the live picture.
+const joinBackfillAge = 500 * time.Millisecond
 
 // choose picks the track a downtrack of this kind should forward: for
 // audio the stream's audio track; for video the pinned layer while it is
