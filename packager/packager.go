@@ -262,6 +262,11 @@ type publication struct {
 	// firstIdx is the grid index of the publication's first segment, set
 	// by the first rendition that opens one; -1 before.
 	firstIdx int64
+	// hasVideo is set once a video track is packaged; videoFirst is the
+	// first grid index at which a video layer can open its first segment
+	// (the boundary after its first keyframe), -1 until one has one.
+	hasVideo   bool
+	videoFirst int64
 
 	// align gives the video layers one timeline, frame for frame.
 	align frameAligner
@@ -288,22 +293,42 @@ func (s *Stream) newPublication() *publication {
 	}
 	s.mu.Unlock()
 	p := &publication{s: s, epoch: epoch, gridBase: uint64(epoch.UnixNano() / int64(d)), contBase: cont, segTick: d,
-		pipes: map[*sfu.Track]*pipe{}, stop: make(chan struct{}), firstIdx: -1}
+		pipes: map[*sfu.Track]*pipe{}, stop: make(chan struct{}), firstIdx: -1, videoFirst: -1}
 	p.wg.Go(p.requestKeyframes)
 	return p
 }
 
+// audioWaitSegments is how many boundaries after its start the audio of a
+// publication with video waits for the video's first segment before it
+// starts alone (a video track with no keyframe yet).
+const audioWaitSegments = 3
+
 // firstMSN numbers a rendition's first segment of the publication, which
-// starts at grid index idx. The publication's first segment (whichever
-// rendition opens it) takes the stream's next number, so a restarted
-// publisher continues the window, or, on a new stream, its index on the
-// grid counted from the Unix epoch, so numbers keep growing across server
-// restarts. ok is false for a segment before the publication's first one:
-// that rendition starts at the next boundary instead.
-func (p *publication) firstMSN(idx int64) (msn uint64, ok bool) {
+// starts at grid index idx; began is the grid index where the rendition's
+// track began. The publication's first segment (whichever rendition opens
+// it) takes the stream's next number, so a restarted publisher continues
+// the window, or, on a new stream, its index on the grid counted from the
+// Unix epoch, so numbers keep growing across server restarts. ok is false
+// for a segment before the publication's first one: that rendition starts
+// at the next boundary instead.
+//
+// Audio does not open the publication's first segment while the video
+// could still begin later: it waits for the boundary where the first video
+// layer can (up to audioWaitSegments). Audio starts before the video's
+// first keyframe, and an audio playlist that began a segment before the
+// video's put its first segment before time zero of hls.js's timeline
+// (the main playlist's start). hls.js (1.7) keeps such a start at zero, so
+// when a delta update skipped that segment and hls.js filled it back in
+// from the old playlist, it shifted the whole audio timeline by a segment:
+// players near the live edge then loaded the wrong audio parts and stalled
+// at the holes.
+func (p *publication) firstMSN(idx, began int64, video bool) (msn uint64, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.firstIdx < 0 {
+		if !video && p.hasVideo && (p.videoFirst < 0 || idx < p.videoFirst) && idx <= began+audioWaitSegments {
+			return 0, false
+		}
 		p.firstIdx = idx
 		p.s.log.Info("packaging publication", "first_msn", p.startNumber()+uint64(idx))
 	}
@@ -366,6 +391,10 @@ func (p *publication) add(t *sfu.Track) {
 	r := p.s.rendition(t)
 	if !video {
 		r.setInfo("opus", 0, 0, int(max(info.Channels, 2)))
+	} else {
+		p.mu.Lock()
+		p.hasVideo = true
+		p.mu.Unlock()
 	}
 	pl := newPipeline(p, r, t, video)
 	// Without the SFU's keyframe start: that would ask this layer alone for
@@ -482,6 +511,16 @@ func (p *publication) boundaryIndex(ticks, rate int64) int64 { return ticks / p.
 // overflowing for long-running streams.
 func ticksToDuration(t, rate int64) time.Duration {
 	return time.Duration(t/rate)*time.Second + time.Duration(t%rate*int64(time.Second)/rate)
+}
+
+// videoStarted records that a video layer's timeline began at grid index
+// idx: its first segment can open at the next boundary.
+func (p *publication) videoStarted(idx int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.videoFirst < 0 || idx+1 < p.videoFirst {
+		p.videoFirst = idx + 1
+	}
 }
 
 // partWritten reports a part that ends at end (on the stream's clock).

@@ -132,3 +132,108 @@ func TestMultivariantOrder(t *testing.T) {
 		t.Errorf("want 640x360 listed before 320x180:\n%s", mv)
 	}
 }
+
+// TestPartPublishedWithItsLastFrame: a part is published as soon as its
+// last frame is complete, not when the frame after it arrives, with the
+// last frame interval as that frame's duration.
+func TestPartPublishedWithItsLastFrame(t *testing.T) {
+	q := loadLayer(t, "layer-q.h264")
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 500_000_000, time.UTC)
+	pk := New(Config{Now: func() time.Time { return t0 }})
+	s := pk.stream("early")
+	pub := s.newPublication()
+	defer pub.close()
+	track := sfu.NewTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "video", Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}})
+	defer track.Close()
+	track.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(t0), RTPTime: 0, Arrival: t0})
+	p := newPipeline(pub, s.rendition(track), track, true)
+	parts := func() (n int, last *Part) {
+		for _, seg := range p.rend.View().Segments {
+			n += len(seg.Parts)
+			if len(seg.Parts) > 0 {
+				last = seg.Parts[len(seg.Parts)-1]
+			}
+		}
+		return n, last
+	}
+	// Frame 30 (12:00:01.5) is the first keyframe after the first
+	// boundary: the first part holds frames 30-35.
+	ts, seq := feed(t, p, q, 0, 35, 0, 0)
+	if n, _ := parts(); n != 0 {
+		t.Fatalf("%d parts after frame 34, want 0", n)
+	}
+	ts, seq = feed(t, p, q, 35, 36, ts, seq)
+	n, last := parts()
+	if n != 1 || last.Duration != 200*time.Millisecond || !last.Independent {
+		t.Fatalf("after frame 35: %d parts, last %+v; want one independent part of 200 ms", n, last)
+	}
+	_, _ = feed(t, p, q, 36, 42, ts, seq)
+	if n, last := parts(); n != 2 || last.Duration != 200*time.Millisecond {
+		t.Fatalf("after frame 41: %d parts, last %v; want two of 200 ms", n, last)
+	}
+}
+
+// TestAudioStartsWithVideo: audio that begins before the video's first
+// keyframe opens its first segment at the video's first boundary, not a
+// segment earlier, so that every playlist of the publication starts at
+// the same number (hls.js shifted an audio timeline that began before the
+// main one by a segment at its first delta update); audio without video
+// starts at once.
+func TestAudioStartsWithVideo(t *testing.T) {
+	q, opus := loadLayer(t, "layer-q.h264"), loadLayer(t, "audio.ogg")
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 500_000_000, time.UTC)
+	for _, withVideo := range []bool{true, false} {
+		pk := New(Config{Now: func() time.Time { return t0 }})
+		s := pk.stream("av")
+		pub := s.newPublication()
+		atrack := sfu.NewTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "audio", Kind: sfu.KindAudio, MimeType: "audio/opus", ClockRate: 48000, Channels: 2}})
+		atrack.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(t0), RTPTime: 0, Arrival: t0})
+		vtrack := sfu.NewTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "video", Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}})
+		vtrack.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(t0), RTPTime: 0, Arrival: t0})
+		ap := newPipeline(pub, s.rendition(atrack), atrack, false)
+		var vp *pipeline
+		if withVideo {
+			pub.hasVideo = true // as publication.add does for a video track
+			vp = newPipeline(pub, s.rendition(vtrack), vtrack, true)
+		}
+		// Audio (20 ms frames) from 12:00:00.5 for 3 s; video from
+		// 12:00:01.2, after the first boundary, starting with a keyframe
+		// (the clip's frame 0; the next is frame 30, at 12:00:02.2).
+		var aseq uint64
+		var ats uint32
+		vts, vseq, vframe := uint32(63000), uint64(0), 0 // 0.7 s after t0 on the sender report's clock
+		for ms := 0; ms < 3000; ms += 20 {
+			f := opus.Frames[(ms/20)%len(opus.Frames)]
+			pkt := &sfu.Packet{Packet: rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(aseq), Timestamp: ats, Marker: true}, Payload: f.Data}, Seq: aseq, Keyframe: true}
+			if err := ap.WriteRTP(pkt); err != nil {
+				t.Fatal(err)
+			}
+			aseq++
+			ats += 960
+			for ; withVideo && 700+vframe*100/3 <= ms; vframe++ {
+				vts, vseq = feed(t, vp, q, vframe, vframe+1, vts, vseq)
+			}
+		}
+		ap.flush()
+		av := ap.rend.View()
+		if len(av.Segments) == 0 {
+			t.Fatalf("video %v: no audio segment", withVideo)
+		}
+		first := av.Segments[0].MSN
+		if withVideo {
+			vp.flush()
+			vv := vp.rend.View()
+			if len(vv.Segments) == 0 || vv.Segments[0].MSN != first {
+				t.Errorf("audio starts at %d, video at %v: want the same number", first, vv.Segments)
+			}
+			if first != uint64(t0.Unix()+2) {
+				t.Errorf("first segment %d, want %d (12:00:02, the boundary after the video began)", first, t0.Unix()+2)
+			}
+		} else if first != uint64(t0.Unix()+1) {
+			t.Errorf("audio alone starts at %d, want %d (the first boundary)", first, t0.Unix()+1)
+		}
+		pub.close()
+		atrack.Close()
+		vtrack.Close()
+	}
+}

@@ -62,7 +62,8 @@ type pipeline struct {
 	segIdx     int64    // index on the boundary grid of the last segment opened
 	msn        uint64   // number of the last segment opened
 	opened     bool     // a segment was opened in this publication
-	startIdx   int64    // grid index where the track began: its first segment starts at the next boundary
+	startIdx   int64    // its first segment starts at a boundary after this grid index
+	beganIdx   int64    // grid index where the track began
 	partStart  int64
 	partDur    int64
 	partKey    bool
@@ -187,18 +188,40 @@ func (p *pipeline) frame(f *depack.Frame) {
 			return
 		}
 	}
+	if p.haveLast {
+		p.lastDur = dts - p.lastDTS
+	}
 	p.lastDTS, p.haveLast = dts, true
 	next := &sample{dts: dts, key: f.Keyframe, nalus: slices.Clone(f.NALUs)}
 	if p.pending != nil {
-		p.lastDur = dts - p.pending.dts
+		// A frame's duration is the time to the next frame's.
 		p.add(p.pending, p.lastDur)
-		switch {
-		case p.startsSegment(next):
-			p.closePart()
-			p.closeSegment()
-		case p.partDur+p.lastDur > p.pub.partTicks(p.rate):
-			p.closePart()
-		}
+		p.pending = nil
+	}
+	partTicks := p.pub.partTicks(p.rate)
+	switch {
+	case p.startsSegment(next):
+		p.closePart()
+		p.closeSegment()
+	case len(p.partFrames) > 0 && p.partDur+p.lastDur > partTicks:
+		p.closePart() // the frame interval grew: the early close below did not see it coming
+	}
+	partSoFar := int64(0) // the open part's duration so far
+	if len(p.partFrames) > 0 {
+		partSoFar = p.partDur
+	}
+	if p.lastDur > 0 && partSoFar+2*p.lastDur > partTicks {
+		// This frame ends its part: one more would not fit. Publish the
+		// part now, with the last frame interval as this frame's duration,
+		// rather than when the next frame arrives. That is a frame
+		// interval (33 ms at 30 fps, 20 ms for Opus) sooner for every
+		// part, and the part's end is then a moment away, not a moment
+		// ago, when players read it. If the next frame comes at another
+		// interval, the next part starts at its own time: a gap or overlap
+		// of the difference, which players bridge like any frame jitter.
+		p.add(next, p.lastDur)
+		p.closePart()
+		return
 	}
 	p.pending = next
 }
@@ -248,6 +271,10 @@ func (p *pipeline) mapClock(f *depack.Frame) bool {
 	p.mapped, p.t0 = true, f.Timestamp
 	p.base = int64(wall.Sub(p.pub.epoch)) * p.rate / int64(time.Second)
 	p.startIdx = p.pub.boundaryIndex(max(p.base, 0), p.rate)
+	p.beganIdx = p.startIdx
+	if p.video {
+		p.pub.videoStarted(p.startIdx)
+	}
 	return true
 }
 
@@ -403,7 +430,8 @@ func (p *pipeline) openSegment(s *sample) bool {
 	var msn uint64
 	if !p.opened {
 		var ok bool
-		if msn, ok = p.pub.firstMSN(idx); !ok {
+		if msn, ok = p.pub.firstMSN(idx, p.beganIdx, p.video); !ok {
+			p.startIdx = idx // and so at a later boundary, not in this segment's middle
 			return false
 		}
 	} else {

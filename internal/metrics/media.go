@@ -33,8 +33,8 @@ func NewMedia(m *Metrics) (*Media, error) {
 		}),
 		partLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hybridcast_packager_part_lag_seconds",
-			Help:    "Time from the end of a part's media (its last frame's capture time on the stream's clock) to its publication.",
-			Buckets: []float64{.01, .025, .05, .1, .2, .5, 1, 2},
+			Help:    "Time from the end of a part's media (the end of its last frame, on the stream's clock) to its publication; below zero when the part is published as its last frame arrives, before that frame's time is over.",
+			Buckets: []float64{-.05, -.025, 0, .01, .025, .05, .1, .2, .5, 1, 2},
 		}, []string{"kind"}),
 		blockedTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hybridcast_hls_blocking_waits_total",
