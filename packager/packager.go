@@ -37,6 +37,10 @@ type Config struct {
 	Now func() time.Time
 }
 
+// PartHoldBack is the playlists' PART-HOLD-BACK: three part durations
+// (rfc8216bis §4.4.3.8 asks for at least three times the Part Target).
+func (c Config) PartHoldBack() time.Duration { return 3 * c.PartDuration }
+
 func (c *Config) defaults() {
 	if c.PartDuration <= 0 {
 		c.PartDuration = 200 * time.Millisecond

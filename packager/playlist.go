@@ -20,7 +20,7 @@ func (s *Stream) TargetDuration() int {
 }
 
 // PartHoldBack is the PART-HOLD-BACK of the playlists: three part targets.
-func (s *Stream) PartHoldBack() time.Duration { return 3 * s.cfg.PartDuration }
+func (s *Stream) PartHoldBack() time.Duration { return s.cfg.PartHoldBack() }
 
 // Multivariant renders the multivariant playlist of the current
 // publication: one variant per active video rendition, with the audio

@@ -125,7 +125,8 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 			http.Error(w, "the players (hls.js, dash.js) are not installed on this server: run scripts/setup", http.StatusNotFound)
 		})
 	}
-	pg := pages.New(pages.Config{Players: s.players, AssetsPrefix: "/assets/", Logger: log})
+	pg := pages.New(pages.Config{Players: s.players, AssetsPrefix: "/assets/", Logger: log,
+		PartHoldBack: s.packager.Config().PartHoldBack()})
 	mux.Handle("GET /watch/{stream}", pg)
 	mux.Handle("GET /publish/{stream}", pg)
 	mux.Handle("GET /{$}", pg)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"time"
 
 	"github.com/hybridcast/hybridcast/web"
 )
@@ -23,6 +24,11 @@ type Config struct {
 	Players *web.Handler
 	// AssetsPrefix is where Players is mounted, such as "/assets/".
 	AssetsPrefix string
+	// PartHoldBack is the LL-HLS playlists' PART-HOLD-BACK: the watch
+	// page's hls.js keeps that far behind the live edge, and jumps back to
+	// it when it falls 0.4 s further behind. 0 leaves hls.js's own
+	// settings (which never catch up after a slow start).
+	PartHoldBack time.Duration
 	// Logger gets template errors. Required.
 	Logger *slog.Logger
 }
@@ -62,13 +68,14 @@ type pageData struct {
 }
 
 type pageJS struct {
-	Stream  string `json:"stream"`
-	HLSJS   bool   `json:"hlsjs"`
-	Players bool   `json:"players"`
+	Stream       string  `json:"stream"`
+	HLSJS        bool    `json:"hlsjs"`
+	Players      bool    `json:"players"`
+	PartHoldBack float64 `json:"partHoldBack"` // seconds
 }
 
 func (h *Handler) data(stream string) pageData {
-	d := pageData{Stream: stream, JS: pageJS{Stream: stream}}
+	d := pageData{Stream: stream, JS: pageJS{Stream: stream, PartHoldBack: h.cfg.PartHoldBack.Seconds()}}
 	if h.cfg.Players != nil {
 		d.HLSJS = h.cfg.AssetsPrefix + h.cfg.Players.Path(web.HLSJS)
 		d.JS.HLSJS, d.JS.Players = true, true

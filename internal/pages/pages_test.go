@@ -7,20 +7,21 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPagesRender: every page renders, a bad stream name is a 400, and
 // without players the watch page loads no hls.js and the dashboard says
 // how to install it.
 func TestPagesRender(t *testing.T) {
-	h := New(Config{AssetsPrefix: "/assets/", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h := New(Config{AssetsPrefix: "/assets/", PartHoldBack: 600 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	for _, tc := range []struct {
 		path   string
 		status int
 		want   []string
 		not    []string
 	}{
-		{"/watch/demo", 200, []string{`const CONFIG = {"stream":"demo","hlsjs":false,"players":false};`, "<title>demo · watch"}, []string{"hls.min.js"}},
+		{"/watch/demo", 200, []string{`const CONFIG = {"stream":"demo","hlsjs":false,"players":false,"partHoldBack":0.6};`, "<title>demo · watch"}, []string{"hls.min.js"}},
 		{"/publish/demo", 200, []string{`"stream":"demo"`, `href="/watch/demo"`}, nil},
 		{"/", 200, []string{"scripts/setup", "/api/streams"}, nil},
 		{"/watch/bad%20name", 400, []string{"bad stream name"}, nil},
