@@ -49,9 +49,12 @@ type ViewerCounters struct {
 	Packets uint64
 	Bytes   uint64
 	// NACKs counts the packets the viewer asked for again (one per
-	// sequence number in its RTCP NACKs); Retransmitted the ones resent.
-	NACKs         uint64
-	Retransmitted uint64
+	// sequence number in its RTCP NACKs); Retransmitted the ones resent,
+	// RetransmittedRTX those of them sent on an RTX stream (RFC 4588),
+	// which a viewer that negotiated RTX gets.
+	NACKs            uint64
+	Retransmitted    uint64
+	RetransmittedRTX uint64
 	// KeyframeRequests counts the viewer's PLIs and FIRs.
 	KeyframeRequests uint64
 	// LayerSwitches counts changes of the simulcast layer forwarded.
@@ -65,6 +68,7 @@ func (c *ViewerCounters) add(o ViewerCounters) {
 	c.Bytes += o.Bytes
 	c.NACKs += o.NACKs
 	c.Retransmitted += o.Retransmitted
+	c.RetransmittedRTX += o.RetransmittedRTX
 	c.KeyframeRequests += o.KeyframeRequests
 	c.LayerSwitches += o.LayerSwitches
 	c.ProbePackets += o.ProbePackets
@@ -85,6 +89,7 @@ type ViewerStats struct {
 	Packets          uint64 `json:"packets"`
 	NACKs            uint64 `json:"nacks"`
 	Retransmitted    uint64 `json:"retransmitted"`
+	RetransmittedRTX uint64 `json:"retransmitted_rtx,omitempty"`
 	KeyframeRequests uint64 `json:"keyframe_requests"`
 	LayerSwitches    uint64 `json:"layer_switches"`
 	ProbePackets     uint64 `json:"probe_packets,omitempty"`

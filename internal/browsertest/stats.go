@@ -64,6 +64,11 @@ type ViewerStats struct {
 	// three times the mean frame duration and that plus 150 ms).
 	FreezeCount          int64   `json:"freezeCount"`
 	TotalFreezesDuration float64 `json:"totalFreezesDuration"`
+	// NackCount counts the NACKs the browser sent for video;
+	// RetransmittedPacketsReceived the video packets it received as
+	// retransmissions on an RTX stream.
+	NackCount                    int64 `json:"nackCount"`
+	RetransmittedPacketsReceived int64 `json:"retransmittedPacketsReceived"`
 	// VideoWidth and VideoHeight are the size of the video element's
 	// current frame; they are 0 until it has one.
 	VideoWidth  int `json:"videoWidth"`

@@ -28,6 +28,10 @@ type VideoStats struct {
 	// (a packet counted as lost that arrives later, e.g. after a NACK, is
 	// counted here).
 	Late uint64
+	// Repaired counts the packets that came on the RTX stream (RFC 4588)
+	// and were unwrapped into this one (PlayConfig.RTX); they are also
+	// counted as Late or as Packets.
+	Repaired uint64
 	// MalformedPackets counts payloads that do not parse as
 	// packetization-mode 1 H.264 (or VP8).
 	MalformedPackets uint64
@@ -177,6 +181,13 @@ func (a *videoAnalyzer) inspect(payload []byte) (pktInfo, error) {
 
 // push accounts one packet and returns the frames it finished. The
 // returned slice is reused by the next call.
+// noteRepaired counts a packet that came on the RTX stream.
+func (a *videoAnalyzer) noteRepaired() {
+	a.mu.Lock()
+	a.stats.Repaired++
+	a.mu.Unlock()
+}
+
 func (a *videoAnalyzer) push(pkt *rtp.Packet, now time.Time) []VideoFrame {
 	a.mu.Lock()
 	defer a.mu.Unlock()

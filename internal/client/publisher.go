@@ -432,6 +432,15 @@ func (p *Publisher) sendVideo(s *stream) {
 		p.loops.Add(1)
 	}
 	f := s.clip.Frames[idx]
+	// Counted before the frame goes out, so that whoever has seen it (its
+	// OnFrameSent, or the receiving end) finds it in Stats.
+	p.framesSent.Add(1)
+	if f.Keyframe {
+		p.keyframesSent.Add(1)
+		if wanted {
+			p.requested.Add(1)
+		}
+	}
 	payloads := s.pay.Payload(uint16(p.cfg.MTU), f.Data)
 	if len(payloads) == 0 {
 		p.log.Warn("video frame gave no packets", "index", idx)
@@ -461,13 +470,6 @@ func (p *Publisher) sendVideo(s *stream) {
 			s.queue = append(s.queue, pp)
 		} else {
 			p.writeVideo(s, &pp, time.Now())
-		}
-	}
-	p.framesSent.Add(1)
-	if f.Keyframe {
-		p.keyframesSent.Add(1)
-		if wanted {
-			p.requested.Add(1)
 		}
 	}
 	s.ts += f.Duration

@@ -66,18 +66,29 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // default interceptors (NACK, RTCP reports, TWCC, header extensions). With
 // loopback set, ICE gathers only 127.0.0.1 over UDP and mDNS is off.
 func newAPI(video []webrtc.RTPCodecParameters, audio bool, loopback bool) (*webrtc.API, error) {
-	return newAPIWith(video, audio, loopback, false, 0)
+	return newAPIWith(video, audio, loopback, false, false, 0)
 }
 
 // newAPIWith is newAPI; lean keeps only the interceptors a viewer needs to
 // receive well (NACK generation and receiver reports), without pion's
 // per-packet stats and TWCC feedback: a load generator's viewers then cost
-// less CPU than the server they measure.
-func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, lean bool, rcvbuf int) (*webrtc.API, error) {
+// less CPU than the server they measure. rtx offers an RTX format (RFC
+// 4588) for each video codec, payload type + 1.
+func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, lean, rtx bool, rcvbuf int) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range video {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
 			return nil, fmt.Errorf("client: register %s: %w", c.MimeType, err)
+		}
+		if !rtx {
+			continue
+		}
+		r := webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", c.PayloadType)},
+			PayloadType:        c.PayloadType + 1,
+		}
+		if err := m.RegisterCodec(r, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("client: register rtx for %s: %w", c.MimeType, err)
 		}
 	}
 	if audio {

@@ -52,6 +52,10 @@ type PlayConfig struct {
 	// ReceiveBuffer, if positive, is the kernel receive buffer asked for on
 	// the viewer's UDP sockets, in bytes (load generators).
 	ReceiveBuffer int
+	// RTX offers RTX (RFC 4588) for every video codec, as browsers do:
+	// retransmissions then come on their own stream, which pion unwraps
+	// (VideoStats.Repaired counts them).
+	RTX bool
 }
 
 // ViewerStats is a snapshot of what a viewer has received.
@@ -97,7 +101,7 @@ func Play(ctx context.Context, cfg PlayConfig) (*Viewer, error) {
 		h264Codec(125, "640c1f"),
 		vp8Codec,
 	}
-	api, err := newAPIWith(video, true, cfg.Loopback, cfg.Lean, cfg.ReceiveBuffer)
+	api, err := newAPIWith(video, true, cfg.Loopback, cfg.Lean, cfg.RTX, cfg.ReceiveBuffer)
 	if err != nil {
 		return nil, err
 	}
@@ -186,10 +190,13 @@ func (v *Viewer) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver
 func (v *Viewer) readVideo(track *webrtc.TrackRemote, a *videoAnalyzer, log *slog.Logger) {
 	var lastPLI time.Time
 	for {
-		pkt, _, err := track.ReadRTP()
+		pkt, attrs, err := track.ReadRTP()
 		if err != nil {
 			log.Debug("video read ended", "error", err)
 			return
+		}
+		if attrs != nil && attrs.Get(webrtc.AttributeRtxSsrc) != nil {
+			a.noteRepaired()
 		}
 		now := time.Now()
 		frames := a.push(pkt, now)

@@ -60,6 +60,8 @@ func newServerCollector(cfg Config) *serverCollector {
 			func(s *sfu.StreamCounters) uint64 { return s.Viewer.NACKs }),
 		counter("hybridcast_webrtc_retransmitted_packets_total", "Packets resent to WebRTC viewers in answer to NACKs.",
 			func(s *sfu.StreamCounters) uint64 { return s.Viewer.Retransmitted }),
+		counter("hybridcast_webrtc_retransmitted_rtx_packets_total", "Packets resent to WebRTC viewers in answer to NACKs on an RTX stream (RFC 4588), a subset of hybridcast_webrtc_retransmitted_packets_total.",
+			func(s *sfu.StreamCounters) uint64 { return s.Viewer.RetransmittedRTX }),
 		counter("hybridcast_webrtc_keyframe_requests_received_total", "Keyframe requests (RTCP PLI, FIR) received from WebRTC viewers.",
 			func(s *sfu.StreamCounters) uint64 { return s.Viewer.KeyframeRequests }),
 		counter("hybridcast_keyframe_requests_sent_total", "Keyframe requests (RTCP PLI) sent to publishers, after throttling.",

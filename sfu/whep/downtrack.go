@@ -56,8 +56,8 @@ type downTrack struct {
 
 	latency *sfu.LatencyHistogram // arrival → handed to SRTP, shared by the handler's viewers
 
-	packets, bytes, nacks, resent, plis, switches, probed atomic.Uint64
-	remb                                                  atomic.Int64 // the viewer's latest REMB estimate, bit/s
+	packets, bytes, nacks, resent, resentRTX, plis, switches, probed atomic.Uint64
+	remb                                                             atomic.Int64 // the viewer's latest REMB estimate, bit/s
 }
 
 var (
@@ -313,12 +313,41 @@ func (d *downTrack) retransmit(out uint16) {
 		d.mu.Unlock()
 		return
 	}
-	payload := d.resentLocked(p, &d.resendBuf.hdr, d.resendBuf.buf[:])
+	sc := &d.resendBuf
+	payload := d.resentLocked(p, &sc.hdr, sc.buf[2:])
+	rtx := false
+	if n, ok := d.rtxLocked(sc, payload); ok {
+		payload, rtx = sc.buf[:n], true
+	}
 	astID := d.absSendTimeID
 	d.mu.Unlock()
-	if err := d.resendBuf.send(w, payload, astID); err == nil {
+	if err := sc.send(w, payload, astID); err == nil {
 		d.resent.Add(1)
+		if rtx {
+			d.resentRTX.Add(1)
+		}
 	}
+}
+
+// rtxLocked makes the packet whose header is in sc.hdr and whose payload
+// is payload (in sc.buf[2:] or elsewhere) an RTX packet (RFC 4588 §4): the
+// original sequence number, then the payload, in sc.buf, on the RTX stream
+// with its own sequence number. It returns the RTX payload's length, and
+// false (changing nothing) when the viewer negotiated no RTX for the
+// codec. A retransmission on the media stream itself works too, but a
+// browser cannot tell it from the original and counts neither as
+// retransmitted nor as recovered. d.mu is held.
+func (d *downTrack) rtxLocked(sc *scratch, payload []byte) (int, bool) {
+	rtxPT, ok := d.rtxPT[d.rw.PayloadType()]
+	if d.rtx == 0 || !ok || 2+len(payload) > len(sc.buf) {
+		return 0, false
+	}
+	osn := sc.hdr.SequenceNumber
+	n := 2 + copy(sc.buf[2:], payload)
+	sc.buf[0], sc.buf[1] = byte(osn>>8), byte(osn)
+	sc.hdr.SSRC, sc.hdr.PayloadType, sc.hdr.SequenceNumber = d.rtx, rtxPT, d.rtxSeq
+	d.rtxSeq++
+	return n, true
 }
 
 // resentLocked fills hdr with the header p had when it was first sent to
@@ -362,8 +391,7 @@ func (d *downTrack) probe(budget int) int {
 			d.mu.Unlock()
 			return sent
 		}
-		rtxPT, ok := d.rtxPT[d.rw.PayloadType()]
-		if !ok {
+		if _, ok := d.rtxPT[d.rw.PayloadType()]; !ok {
 			d.mu.Unlock()
 			return sent
 		}
@@ -385,19 +413,13 @@ func (d *downTrack) probe(budget int) int {
 			p.Release()
 			return sent
 		}
-		payload := d.resentLocked(p, &d.pad.hdr, d.pad.buf[2:])
-		if 2+len(payload) > len(d.pad.buf) {
+		n, ok := d.rtxLocked(&d.pad, d.resentLocked(p, &d.pad.hdr, d.pad.buf[2:]))
+		if !ok {
 			d.mu.Unlock()
 			p.Release()
 			misses++
 			continue
 		}
-		// RFC 4588 §4: the original sequence number, then the payload.
-		osn := d.pad.hdr.SequenceNumber
-		n := 2 + copy(d.pad.buf[2:], payload)
-		d.pad.buf[0], d.pad.buf[1] = byte(osn>>8), byte(osn)
-		d.pad.hdr.SSRC, d.pad.hdr.PayloadType, d.pad.hdr.SequenceNumber = d.rtx, rtxPT, d.rtxSeq
-		d.rtxSeq++
 		astID := d.absSendTimeID
 		d.mu.Unlock()
 		p.Release()

@@ -484,7 +484,7 @@ var _ sfu.Viewer = (*session)(nil)
 func (s *session) Stats() sfu.ViewerStats {
 	c := s.Counters()
 	st := sfu.ViewerStats{
-		ID: s.id, Pinned: s.pinned(), Packets: c.Packets, NACKs: c.NACKs, Retransmitted: c.Retransmitted,
+		ID: s.id, Pinned: s.pinned(), Packets: c.Packets, NACKs: c.NACKs, Retransmitted: c.Retransmitted, RetransmittedRTX: c.RetransmittedRTX,
 		KeyframeRequests: c.KeyframeRequests, LayerSwitches: c.LayerSwitches, ProbePackets: c.ProbePackets,
 	}
 	if dt := s.videoTrack(); dt != nil {
@@ -506,6 +506,7 @@ func (s *session) Counters() sfu.ViewerCounters {
 		c.Bytes += dt.bytes.Load()
 		c.NACKs += dt.nacks.Load()
 		c.Retransmitted += dt.resent.Load()
+		c.RetransmittedRTX += dt.resentRTX.Load()
 		c.ProbePackets += dt.probed.Load()
 		c.KeyframeRequests += dt.plis.Load()
 		if dt.kind == webrtc.RTPCodecTypeVideo { // audio changes source only when the publisher does
