@@ -35,7 +35,6 @@ type Rewriter struct {
 	cuOn        bool
 	cuLast      uint64
 	cuLastTS    uint32 // source timestamp of the packet cuLast
-	cuAt        time.Time
 	cuFrame     bool   // cuIn/cuOut hold the frame being caught up
 	cuIn, cuOut uint32 // its source and outgoing timestamp
 }
