@@ -22,6 +22,28 @@ func (s *Stream) TargetDuration() int {
 // PartHoldBack is the PART-HOLD-BACK of the playlists: three part targets.
 func (s *Stream) PartHoldBack() time.Duration { return s.cfg.PartHoldBack() }
 
+// boundarySlack is how far before the grid boundary an open segment's parts
+// may end and still count as reaching it: the last frame's duration is
+// taken from the interval before it, which jitters by a few milliseconds.
+const boundarySlack = 5 * time.Millisecond
+
+// reachedBoundary reports whether an open segment's parts reach (within
+// boundarySlack) the grid boundary where the segment should end. A part is
+// published as its last frame arrives, and the segment completes only when
+// the next frame, the boundary's keyframe, does: in between, the next part
+// to come is the next segment's first, and a preload hint for another part
+// of this one would name a resource that never exists (unless the keyframe
+// is late and the segment goes on; a hint for the next segment's first part
+// is still a resource that will).
+func (s *Stream) reachedBoundary(seg *Segment) bool {
+	var d time.Duration
+	for _, p := range seg.Parts {
+		d += p.Duration
+	}
+	end := seg.Start.Truncate(s.cfg.SegmentDuration).Add(s.cfg.SegmentDuration)
+	return !seg.Start.Add(d).Before(end.Add(-boundarySlack))
+}
+
 // Multivariant renders the multivariant playlist of the current
 // publication: one variant per active video rendition, with the audio
 // rendition as their shared group. ok is false until every rendition of
@@ -117,7 +139,7 @@ func (s *Stream) renderMedia(v *View, skip bool) []byte {
 	}
 	if v.Live && len(v.Segments) > 0 {
 		last := v.Segments[len(v.Segments)-1]
-		if last.Complete {
+		if last.Complete || s.reachedBoundary(last) {
 			m.PreloadHint = fmt.Sprintf("%d.0.m4s", last.MSN+1)
 		} else {
 			m.PreloadHint = fmt.Sprintf("%d.%d.m4s", last.MSN, len(last.Parts))

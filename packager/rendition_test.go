@@ -2,6 +2,7 @@ package packager
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -73,3 +74,47 @@ func TestRenditionGapAtRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestPreloadHintAtBoundary: an open segment whose parts reach the grid
+// boundary (its last part went out with its last frame, the boundary's
+// keyframe has not come yet) hints the next segment's first part, not a
+// part of its own that will never exist; before that, its own next part.
+func TestPreloadHintAtBoundary(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	hint := func(start time.Duration, parts ...time.Duration) string {
+		t.Helper()
+		pk := New(Config{Now: func() time.Time { return t0 }})
+		s := pk.stream("hint")
+		r := newRendition("video", true, time.Minute)
+		r.setLive(true)
+		if err := r.openSegment(&Segment{MSN: 100, Start: t0.Add(start)}, "init-100.mp4", []byte("init"), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		for i, d := range parts {
+			r.addPart(&Part{Duration: d, Independent: i == 0, Data: []byte("media")}, 6, t0)
+		}
+		m := preloadRe.FindStringSubmatch(string(s.MediaPlaylist(r.View(), false)))
+		if m == nil {
+			t.Fatal("no preload hint")
+		}
+		return m[1]
+	}
+	p := 200 * time.Millisecond
+	for _, c := range []struct {
+		name  string
+		start time.Duration
+		parts []time.Duration
+		want  string
+	}{
+		{"four parts of five", 0, []time.Duration{p, p, p, p}, "100.4"},
+		{"five parts: the boundary", 0, []time.Duration{p, p, p, p, p}, "101.0"},
+		{"five parts, the last frame 3 ms short", 10 * time.Millisecond, []time.Duration{p, p, p, p, p - 13*time.Millisecond}, "101.0"},
+		{"a late start: a short part still to come", 500 * time.Millisecond, []time.Duration{p, p}, "100.2"},
+	} {
+		if got := hint(c.start, c.parts...); got != c.want {
+			t.Errorf("%s: hint %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+var preloadRe = regexp.MustCompile(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(\d+\.\d+)\.m4s"`)
