@@ -49,11 +49,7 @@ func BenchmarkPackageFrame(b *testing.B) {
 	s := p.stream("bench")
 	pub := s.newPublication()
 	defer pub.close()
-	track := sfu.NewTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "video", Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}})
-	defer track.Close()
-	now := time.Now()
-	track.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(now), RTPTime: 0, Arrival: now})
-	pl := newPipeline(pub, s.rendition(track), track, true)
+	pl := trackPipeline(b, pub, h264Track("video"), time.Now())
 	var ts uint32
 	var seq uint64
 	b.ReportAllocs()
@@ -71,6 +67,22 @@ func BenchmarkPackageFrame(b *testing.B) {
 	if v := pl.rend.View(); b.N > 300 && len(v.Segments) == 0 {
 		b.Fatal("no segment was written")
 	}
+}
+
+// h264Track describes an H.264 video track with the given id.
+func h264Track(id string) sfu.TrackInfo {
+	return sfu.TrackInfo{ID: id, Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}
+}
+
+// trackPipeline makes a track described by info, whose sender report maps
+// RTP time 0 to t0, and its pipeline in pub; the track closes when the
+// test ends.
+func trackPipeline(tb testing.TB, pub *publication, info sfu.TrackInfo, t0 time.Time) *pipeline {
+	tb.Helper()
+	track := sfu.NewTrack(sfu.TrackConfig{Info: info})
+	tb.Cleanup(track.Close)
+	track.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(t0), RTPTime: 0, Arrival: t0})
+	return newPipeline(pub, pub.s.rendition(track), track, info.Kind == sfu.KindVideo)
 }
 
 func toNTP(t time.Time) uint64 {

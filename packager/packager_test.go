@@ -50,10 +50,7 @@ func TestPackagerGolden(t *testing.T) {
 	s := pk.stream("golden")
 	pub := s.newPublication()
 	defer pub.close()
-	track := sfu.NewTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "video", Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}})
-	defer track.Close()
-	track.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(t0), RTPTime: 0, Arrival: t0})
-	p := newPipeline(pub, s.rendition(track), track, true)
+	p := trackPipeline(t, pub, h264Track("video"), t0)
 
 	ts, seq := feed(t, p, q, 0, 100, 0, 0) // 180p from 12:00:00.5 for 3.33 s
 	_, _ = feed(t, p, h, 30, 150, ts, seq) // then 360p, from a keyframe (an encoder that changes resolution starts with one)
@@ -114,10 +111,7 @@ func TestMultivariantOrder(t *testing.T) {
 		id   string
 		clip *client.Clip
 	}{{"video-a", small}, {"video-b", large}} {
-		track := sfu.NewTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: l.id, Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}})
-		defer track.Close()
-		track.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(t0), RTPTime: 0, Arrival: t0})
-		p := newPipeline(pub, s.rendition(track), track, true)
+		p := trackPipeline(t, pub, h264Track(l.id), t0)
 		feed(t, p, l.clip, 0, 90, 0, 0)
 		rends = append(rends, p.rend)
 	}
@@ -143,10 +137,7 @@ func TestPartPublishedWithItsLastFrame(t *testing.T) {
 	s := pk.stream("early")
 	pub := s.newPublication()
 	defer pub.close()
-	track := sfu.NewTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "video", Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}})
-	defer track.Close()
-	track.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(t0), RTPTime: 0, Arrival: t0})
-	p := newPipeline(pub, s.rendition(track), track, true)
+	p := trackPipeline(t, pub, h264Track("video"), t0)
 	parts := func() (n int, last *Part) {
 		for _, seg := range p.rend.View().Segments {
 			n += len(seg.Parts)
@@ -186,15 +177,11 @@ func TestAudioStartsWithVideo(t *testing.T) {
 		pk := New(Config{Now: func() time.Time { return t0 }})
 		s := pk.stream("av")
 		pub := s.newPublication()
-		atrack := sfu.NewTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "audio", Kind: sfu.KindAudio, MimeType: "audio/opus", ClockRate: 48000, Channels: 2}})
-		atrack.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(t0), RTPTime: 0, Arrival: t0})
-		vtrack := sfu.NewTrack(sfu.TrackConfig{Info: sfu.TrackInfo{ID: "video", Kind: sfu.KindVideo, MimeType: "video/H264", ClockRate: 90000}})
-		vtrack.SetSenderReport(sfu.SenderReport{NTPTime: toNTP(t0), RTPTime: 0, Arrival: t0})
-		ap := newPipeline(pub, s.rendition(atrack), atrack, false)
+		ap := trackPipeline(t, pub, sfu.TrackInfo{ID: "audio", Kind: sfu.KindAudio, MimeType: "audio/opus", ClockRate: 48000, Channels: 2}, t0)
 		var vp *pipeline
 		if withVideo {
 			pub.hasVideo = true // as publication.add does for a video track
-			vp = newPipeline(pub, s.rendition(vtrack), vtrack, true)
+			vp = trackPipeline(t, pub, h264Track("video"), t0)
 		}
 		// Audio (20 ms frames) from 12:00:00.5 for 3 s; video from
 		// 12:00:01.2, after the first boundary, starting with a keyframe
@@ -233,7 +220,5 @@ func TestAudioStartsWithVideo(t *testing.T) {
 			t.Errorf("audio alone starts at %d, want %d (the first boundary)", first, t0.Unix()+1)
 		}
 		pub.close()
-		atrack.Close()
-		vtrack.Close()
 	}
 }
