@@ -28,15 +28,7 @@ func av1Payload(z, y, n bool, element ...byte) []byte {
 func TestAV1(t *testing.T) {
 	var a AV1
 	a.WaitKeyframe()
-	var got []Frame
-	emit := func(f *Frame) {
-		c := *f
-		c.NALUs = nil
-		for _, o := range f.NALUs {
-			c.NALUs = append(c.NALUs, bytes.Clone(o))
-		}
-		got = append(got, c)
-	}
+	got, emit := collect()
 	push := func(seq uint64, ts uint32, marker, lost bool, payload []byte) {
 		t.Helper()
 		if err := a.Push(Packet{Seq: seq, Timestamp: ts, Marker: marker, Payload: payload}, lost, emit); err != nil {
@@ -53,16 +45,16 @@ func TestAV1(t *testing.T) {
 	push(5, 3000, true, false, av1Payload(true, false, false, 0xa3, 0xa4))
 	// An inter unit.
 	push(6, 6000, true, false, av1Payload(false, false, false, 0x30, 0xb1))
-	if len(got) != 2 {
-		t.Fatalf("%d units, want 2", len(got))
+	if len(*got) != 2 {
+		t.Fatalf("%d units, want 2", len(*got))
 	}
-	if k := got[0]; !k.Keyframe || len(k.NALUs) != 2 || !bytes.Equal(k.NALUs[0], seqHdr) || !bytes.Equal(k.NALUs[1], []byte{0x30, 0xa1, 0xa2, 0xa3, 0xa4}) {
+	if k := (*got)[0]; !k.Keyframe || len(k.NALUs) != 2 || !bytes.Equal(k.NALUs[0], seqHdr) || !bytes.Equal(k.NALUs[1], []byte{0x30, 0xa1, 0xa2, 0xa3, 0xa4}) {
 		t.Fatalf("keyframe unit %x (keyframe %v)", k.NALUs, k.Keyframe)
 	}
-	if !bytes.Equal(AV1SequenceHeader(got[0].NALUs), seqHdr) || AV1SequenceHeader(got[1].NALUs) != nil {
+	if !bytes.Equal(AV1SequenceHeader((*got)[0].NALUs), seqHdr) || AV1SequenceHeader((*got)[1].NALUs) != nil {
 		t.Fatal("AV1SequenceHeader is wrong")
 	}
-	if i := got[1]; i.Keyframe || len(i.NALUs) != 1 || i.Timestamp-got[0].Timestamp != 3000 {
+	if i := (*got)[1]; i.Keyframe || len(i.NALUs) != 1 || i.Timestamp-(*got)[0].Timestamp != 3000 {
 		t.Fatalf("inter unit %x at %d (keyframe %v)", i.NALUs, i.Timestamp, i.Keyframe)
 	}
 	// A loss in the middle of a fragmented OBU drops the unit and the
@@ -72,8 +64,8 @@ func TestAV1(t *testing.T) {
 	push(10, 12000, true, false, av1Payload(false, false, false, 0x30, 0xd1))
 	push(11, 15000, false, false, av1Payload(false, false, true, seqHdr...))
 	push(12, 15000, true, false, av1Payload(false, false, false, 0x30, 0xe1))
-	if len(got) != 3 || !got[2].Keyframe || a.Dropped != 3 {
-		t.Fatalf("after a loss: %d units (want 3, the last a keyframe), %d dropped (want 3)", len(got), a.Dropped)
+	if len(*got) != 3 || !(*got)[2].Keyframe || a.Dropped != 3 {
+		t.Fatalf("after a loss: %d units (want 3, the last a keyframe), %d dropped (want 3)", len(*got), a.Dropped)
 	}
 	if err := a.Push(Packet{Seq: 13, Timestamp: 18000, Marker: true, Payload: []byte{0x10}}, false, emit); err == nil {
 		t.Fatal("a payload without an OBU was accepted")
@@ -91,7 +83,6 @@ func FuzzAV1(f *testing.F) {
 	f.Add([]byte{0x00, 0xff, 0xff, 0xff, 0xff, 0x0f}, true, uint16(4), false)
 	f.Fuzz(func(t *testing.T, payload []byte, marker bool, seq uint16, lost bool) {
 		var a AV1
-		var r Reorder
 		emit := func(fr *Frame) {
 			if len(fr.NALUs) == 0 {
 				t.Fatal("empty unit")
@@ -102,9 +93,6 @@ func FuzzAV1(f *testing.F) {
 				}
 			}
 		}
-		for i := range 3 {
-			p := Packet{Seq: uint64(seq) + uint64(i*2%3), Timestamp: uint32(i / 2), Marker: marker, Payload: payload}
-			r.Push(p, func(p Packet, l bool) { _ = a.Push(p, l || lost, emit) })
-		}
+		pushFuzzed(payload, marker, seq, lost, a.Push, emit)
 	})
 }

@@ -45,12 +45,27 @@ func packetize(seq *uint64, ts uint32, nalus ...[]byte) []Packet {
 	return out
 }
 
-func collect(h *H264) (*[]Frame, func(*Frame)) {
+// collect returns an emit function that keeps a copy of every frame (its
+// units cloned: assemblers may reuse their buffers), and the frames kept.
+func collect() (*[]Frame, func(*Frame)) {
 	var frames []Frame
 	return &frames, func(f *Frame) {
 		c := *f
-		c.NALUs = append([][]byte(nil), f.NALUs...)
+		c.NALUs = make([][]byte, len(f.NALUs))
+		for i, n := range f.NALUs {
+			c.NALUs[i] = bytes.Clone(n)
+		}
 		frames = append(frames, c)
+	}
+}
+
+// pushFuzzed feeds payload to an assembler's Push as three packets, in and
+// out of order, through a Reorder, as the fuzz targets do.
+func pushFuzzed(payload []byte, marker bool, seq uint16, lost bool, push func(Packet, bool, func(*Frame)) error, emit func(*Frame)) {
+	var r Reorder
+	for i := range 3 {
+		p := Packet{Seq: uint64(seq) + uint64(i*2%3), Timestamp: uint32(i / 2), Marker: marker, Payload: payload}
+		r.Push(p, func(p Packet, l bool) { _ = push(p, l || lost, emit) })
 	}
 }
 
@@ -62,7 +77,7 @@ func TestH264Assembly(t *testing.T) {
 	pkts = append(pkts, packetize(&seq, 7000, nonIDR(900), nonIDR(50))...)
 	var h H264
 	h.WaitKeyframe()
-	frames, emit := collect(&h)
+	frames, emit := collect()
 	for _, p := range pkts {
 		if err := h.Push(p, false, emit); err != nil {
 			t.Fatal(err)
@@ -93,7 +108,7 @@ func TestH264LossDropsUntilKeyframe(t *testing.T) {
 	}
 	r := Reorder{MaxDelay: time.Millisecond}
 	var h H264
-	got, emit := collect(&h)
+	got, emit := collect()
 	now := 0
 	for i, f := range frames {
 		for j, p := range f {
@@ -204,7 +219,6 @@ func FuzzH264(f *testing.F) {
 	f.Add([]byte{0x1f}, true, uint16(4), false)             // reserved type
 	f.Fuzz(func(t *testing.T, payload []byte, marker bool, seq uint16, lost bool) {
 		var h H264
-		var r Reorder
 		emit := func(fr *Frame) {
 			size := 0
 			for _, n := range fr.NALUs {
@@ -217,9 +231,6 @@ func FuzzH264(f *testing.F) {
 				t.Fatalf("frame of %d bytes", size)
 			}
 		}
-		for i := range 3 { // the same payload as three packets, in and out of order
-			p := Packet{Seq: uint64(seq) + uint64(i*2%3), Timestamp: uint32(i / 2), Marker: marker, Payload: payload}
-			r.Push(p, func(p Packet, l bool) { _ = h.Push(p, l || lost, emit) })
-		}
+		pushFuzzed(payload, marker, seq, lost, h.Push, emit)
 	})
 }

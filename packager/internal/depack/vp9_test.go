@@ -48,12 +48,7 @@ func TestVP9KeyframeHeader(t *testing.T) {
 func TestVP9(t *testing.T) {
 	var v VP9
 	v.WaitKeyframe()
-	var got []Frame
-	emit := func(f *Frame) {
-		c := *f
-		c.NALUs = [][]byte{bytes.Clone(f.NALUs[0])}
-		got = append(got, c)
-	}
+	got, emit := collect()
 	push := func(seq uint64, ts uint32, marker, lost bool, payload []byte) error {
 		return v.Push(Packet{Seq: seq, Timestamp: ts, Marker: marker, Payload: payload}, lost, emit)
 	}
@@ -72,11 +67,11 @@ func TestVP9(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(got) != 2 || !got[0].Keyframe || !bytes.Equal(got[0].NALUs[0], vp9Key) || got[1].Keyframe || !bytes.Equal(got[1].NALUs[0], vp9Inter) {
-		t.Fatalf("frames %+v", got)
+	if len(*got) != 2 || !(*got)[0].Keyframe || !bytes.Equal((*got)[0].NALUs[0], vp9Key) || (*got)[1].Keyframe || !bytes.Equal((*got)[1].NALUs[0], vp9Inter) {
+		t.Fatalf("frames %+v", *got)
 	}
-	if got[1].Timestamp-got[0].Timestamp != 3000 {
-		t.Fatalf("timestamps %d, %d", got[0].Timestamp, got[1].Timestamp)
+	if (*got)[1].Timestamp-(*got)[0].Timestamp != 3000 {
+		t.Fatalf("timestamps %d, %d", (*got)[0].Timestamp, (*got)[1].Timestamp)
 	}
 	// A loss in a frame drops it and the inter frames after it, until a
 	// keyframe.
@@ -84,8 +79,8 @@ func TestVP9(t *testing.T) {
 	_ = push(7, 9000, true, true, vp9Packet(false, true, true, vp9Inter))
 	_ = push(8, 12000, true, false, vp9Packet(true, true, true, vp9Inter))
 	_ = push(9, 15000, true, false, vp9Packet(true, true, false, vp9Key))
-	if len(got) != 3 || !got[2].Keyframe || v.Dropped != 3 {
-		t.Fatalf("after a loss: %d frames (want 3, the last a keyframe), %d dropped (want 3)", len(got), v.Dropped)
+	if len(*got) != 3 || !(*got)[2].Keyframe || v.Dropped != 3 {
+		t.Fatalf("after a loss: %d frames (want 3, the last a keyframe), %d dropped (want 3)", len(*got), v.Dropped)
 	}
 	// A frame's middle without its start is an error.
 	if err := push(10, 18000, true, false, vp9Packet(false, true, true, vp9Inter)); !errors.Is(err, ErrVP9Start) {
@@ -107,15 +102,11 @@ func FuzzVP9(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff}, true, uint16(4), false)
 	f.Fuzz(func(t *testing.T, payload []byte, marker bool, seq uint16, lost bool) {
 		var v VP9
-		var r Reorder
 		emit := func(fr *Frame) {
 			if len(fr.NALUs) != 1 || len(fr.NALUs[0]) == 0 || len(fr.NALUs[0]) > MaxFrameSize {
 				t.Fatalf("frame %d parts", len(fr.NALUs))
 			}
 		}
-		for i := range 3 {
-			p := Packet{Seq: uint64(seq) + uint64(i*2%3), Timestamp: uint32(i / 2), Marker: marker, Payload: payload}
-			r.Push(p, func(p Packet, l bool) { _ = v.Push(p, l || lost, emit) })
-		}
+		pushFuzzed(payload, marker, seq, lost, v.Push, emit)
 	})
 }
