@@ -29,10 +29,10 @@ type Rewriter struct {
 	lastArrival time.Time // arrival of the packet that had lastTS
 	sourceFirst uint64    // first forwarding Seq of the current source
 
-	// Catch-up (CatchUp): packets up to cuLast get timestamps moved forward
-	// while cuOn, and are never retransmitted (cuLast stays until the next
-	// source).
-	cuOn        bool
+	// Catch-up (CatchUp): packets up to cuLast (0: none) get the caught-up
+	// timestamps and are never retransmitted; cuLast stays until the next
+	// source. (A packet up to cuLast cannot come again after the live ones:
+	// the subscription drops what the history already gave it.)
 	cuLast      uint64
 	cuLastTS    uint32 // source timestamp of the packet cuLast
 	cuFrame     bool   // cuIn/cuOut hold the frame being caught up
@@ -57,7 +57,7 @@ func (r *Rewriter) PayloadType() uint8 { return r.payloadType }
 
 // SwitchSource tells the Rewriter that the next packet comes from a new
 // source: it continues the outgoing sequence and timeline from there.
-func (r *Rewriter) SwitchSource() { r.switching, r.cuOn, r.cuLast = true, false, 0 }
+func (r *Rewriter) SwitchSource() { r.switching, r.cuLast = true, 0 }
 
 // Rewrite fills out with p's header rewritten for the outgoing stream. The
 // header extensions of the source are dropped: their IDs belong to the
@@ -85,12 +85,8 @@ func (r *Rewriter) Rewrite(p *Packet, out *rtp.Header) {
 	// Padding was stripped from the payload by the parser; the outgoing
 	// packet carries none.
 	r.Retransmission(p, out)
-	if r.cuOn {
-		if p.Seq <= r.cuLast {
-			out.Timestamp = r.caughtUp(p)
-		} else {
-			r.cuOn = false
-		}
+	if p.Seq <= r.cuLast {
+		out.Timestamp = r.caughtUp(p)
 	}
 	if int16(out.SequenceNumber-r.lastOut) > 0 {
 		r.lastOut, r.lastIn = out.SequenceNumber, p.Seq
@@ -115,7 +111,7 @@ func (r *Rewriter) Rewrite(p *Packet, out *rtp.Header) {
 // Rewriter's goroutine. The caught-up packets are not retransmitted:
 // SourceSeq refuses them, because a copy would carry another timestamp.
 func (r *Rewriter) CatchUp(last uint64, lastTS uint32) {
-	r.cuOn, r.cuLast, r.cuLastTS, r.cuFrame = true, last, lastTS, false
+	r.cuLast, r.cuLastTS, r.cuFrame = last, lastTS, false
 }
 
 // caughtUp returns the outgoing timestamp of a caught-up packet.
