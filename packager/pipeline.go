@@ -206,11 +206,7 @@ func (p *pipeline) frame(f *depack.Frame) {
 	case len(p.partFrames) > 0 && p.partDur+p.lastDur > partTicks:
 		p.closePart() // the frame interval grew: the early close below did not see it coming
 	}
-	partSoFar := int64(0) // the open part's duration so far
-	if len(p.partFrames) > 0 {
-		partSoFar = p.partDur
-	}
-	if p.lastDur > 0 && partSoFar+2*p.lastDur > partTicks {
+	if p.lastDur > 0 && p.partDur+2*p.lastDur > partTicks {
 		// This frame ends its part: one more would not fit. Publish the
 		// part now, with the last frame interval as this frame's duration,
 		// rather than when the next frame arrives. That is a frame
@@ -486,22 +482,22 @@ func (p *pipeline) makeInit(msn uint64) error {
 	return nil
 }
 
+// closePart writes the open part out, if any; the next frame opens a new
+// one (partFrames empty, partDur 0).
 func (p *pipeline) closePart() {
-	if len(p.partFrames) == 0 || p.seg == nil {
-		p.partFrames = p.partFrames[:0]
+	frames, dur := p.partFrames, p.partDur
+	p.partFrames, p.partDur = p.partFrames[:0], 0
+	if len(frames) == 0 || p.seg == nil {
 		return
 	}
 	p.rend.chunks++
-	data, err := cmaf.Chunk(p.rend.chunks, uint64(p.partStart), p.sampleFormat(), p.partFrames)
-	n := len(p.partFrames)
-	p.partFrames = p.partFrames[:0]
+	data, err := cmaf.Chunk(p.rend.chunks, uint64(p.partStart), p.sampleFormat(), frames)
 	if err != nil {
 		p.log.Error("cannot write CMAF chunk", "error", err)
 		return
 	}
-	d := ticksToDuration(p.partDur, p.rate)
-	p.rend.addPart(&Part{Data: data, Duration: d, Independent: p.partKey}, n, p.now())
-	p.pub.partWritten(p.video, p.pub.epoch.Add(ticksToDuration(p.partStart+p.partDur, p.rate)))
+	p.rend.addPart(&Part{Data: data, Duration: ticksToDuration(dur, p.rate), Independent: p.partKey}, len(frames), p.now())
+	p.pub.partWritten(p.video, p.pub.epoch.Add(ticksToDuration(p.partStart+dur, p.rate)))
 }
 
 // sampleFormat is how the rendition's samples are written.

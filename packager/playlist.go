@@ -36,12 +36,8 @@ const boundarySlack = 5 * time.Millisecond
 // is late and the segment goes on; a hint for the next segment's first part
 // is still a resource that will).
 func (s *Stream) reachedBoundary(seg *Segment) bool {
-	var d time.Duration
-	for _, p := range seg.Parts {
-		d += p.Duration
-	}
 	end := seg.Start.Truncate(s.cfg.SegmentDuration).Add(s.cfg.SegmentDuration)
-	return !seg.Start.Add(d).Before(end.Add(-boundarySlack))
+	return !seg.Start.Add(seg.Duration).Before(end.Add(-boundarySlack))
 }
 
 // Multivariant renders the multivariant playlist of the current
