@@ -179,8 +179,6 @@ func (a *videoAnalyzer) inspect(payload []byte) (pktInfo, error) {
 	}
 }
 
-// push accounts one packet and returns the frames it finished. The
-// returned slice is reused by the next call.
 // noteRepaired counts a packet that came on the RTX stream.
 func (a *videoAnalyzer) noteRepaired() {
 	a.mu.Lock()
@@ -188,6 +186,8 @@ func (a *videoAnalyzer) noteRepaired() {
 	a.mu.Unlock()
 }
 
+// push accounts one packet and returns the frames it finished. The
+// returned slice is reused by the next call.
 func (a *videoAnalyzer) push(pkt *rtp.Packet, now time.Time) []VideoFrame {
 	a.mu.Lock()
 	defer a.mu.Unlock()
