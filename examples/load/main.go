@@ -43,6 +43,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,6 +88,7 @@ type config struct {
 	loopback, allowRemote, pli, lean bool
 	rcvbuf                           int
 	jsonOut, verbose                 bool
+	cpuProfile                       string
 }
 
 func parseFlags() (config, error) {
@@ -112,6 +114,7 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&c.pli, "pli", true, "viewers send PLI while their picture is broken, as browsers do")
 	flag.IntVar(&c.rcvbuf, "rcvbuf", 4<<20, "kernel receive buffer per viewer socket, bytes (SO_RCVBUFFORCE as root); 0 keeps the default")
 	flag.BoolVar(&c.lean, "lean", true, "viewers keep only NACK and receiver-report interceptors (no per-packet stats, no TWCC), so the tool costs less than the server")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write the tool's CPU profile over the measurement window to this `file`")
 	flag.BoolVar(&c.jsonOut, "json", false, "print the report as JSON on stdout instead of text")
 	flag.BoolVar(&c.verbose, "v", false, "log publisher and viewer warnings (info with -v -v is not offered: 200 viewers are noisy)")
 	flag.Parse()
@@ -374,6 +377,10 @@ ramp:
 	pub0 := pub.Stats()
 	metricsURL := strings.TrimRight(cfg.base, "/") + "/metrics"
 	fwd0, fwdErr0 := scrapeForwarding(ctx, httpClient, metricsURL)
+	stopProfile, err := startProfile(cfg.cpuProfile)
+	if err != nil {
+		return err
+	}
 	window := time.NewTimer(cfg.duration)
 	prog := time.NewTicker(progressEvery)
 	interrupted := ctx.Err() != nil
@@ -395,6 +402,7 @@ ramp:
 	}
 	window.Stop()
 	prog.Stop()
+	stopProfile()
 	t1 := time.Now()
 	cpu1, srv1, sys1 := selfCPU(), serverCPU(cfg.serverPID), systemCPU()
 	toolDrops1, srvDrops1, rcvbuf1 := udpDrops(os.Getpid()), udpDrops(cfg.serverPID), udpRcvbufErrors()
@@ -1316,4 +1324,26 @@ func (w windowLatency) String() string {
 		return fmt.Sprintf("≤ %g", v)
 	}
 	return fmt.Sprintf("p50 %s  p90 %s  p99 %s ms; %.2f%% within 10 ms  (n=%d)", at(w.P50MS), at(w.P90MS), at(w.P99MS), w.Within10msPct, w.Packets)
+}
+
+// startProfile starts a CPU profile into path (none when path is empty);
+// the returned function stops it and closes the file.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "load: -cpuprofile:", err)
+		}
+	}, nil
 }
