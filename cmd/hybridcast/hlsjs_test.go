@@ -110,6 +110,79 @@ func BenchmarkHLSJSLatency(b *testing.B) { benchmarkPlayerLatency(b, "hls") }
 //	go test -run '^$' -bench DashJSLatency -benchtime 1x ./cmd/hybridcast/
 func BenchmarkDashJSLatency(b *testing.B) { benchmarkPlayerLatency(b, "dash") }
 
+// BenchmarkWatchHLSLatency measures what a viewer of the watch page gets
+// over LL-HLS: /watch/lat?hls (hls.js with the page's own settings and
+// catch-up, the server's defaults) plays for -hlsjs.duration, and
+// window.hc is read every 500 ms for the latency against
+// PROGRAM-DATE-TIME, the stalls and the playback rate. It runs once
+// whatever b.N is:
+//
+//	go test -run '^$' -bench WatchHLSLatency -benchtime 1x ./cmd/hybridcast/
+func BenchmarkWatchHLSLatency(b *testing.B) {
+	srv := startServer(b, func(c *Config) {
+		if *hlsjsPart > 0 {
+			c.HLSPartDuration = *hlsjsPart
+		}
+	})
+	if srv.players == nil {
+		browsertest.SkipOrFail(b, "hls.js is not installed in web/node_modules: run scripts/setup")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *hlsjsDuration+2*time.Minute)
+	defer cancel()
+	br := browsertest.New(b)
+	publishSimulcastAV(ctx, b, srv.URL()+"/whip/lat")
+	waitVariants(b, srv.URL()+"/hls/lat/index.m3u8", 3)
+	for b.Loop() {
+		page, err := br.Open(ctx, srv.URL()+"/watch/lat?hls")
+		if err != nil {
+			b.Fatal(err)
+		}
+		first, err := browsertest.WaitEval(ctx, page, hcExpr, func(s watchState) bool {
+			return s.Path == "hls" && s.CurrentTime > 1 || s.Error != nil
+		})
+		if err != nil || first.Error != nil {
+			b.Fatalf("watch page: %v; state %+v", err, first)
+		}
+		var lat []time.Duration
+		var fast int
+		last := first
+		tick := time.NewTicker(500 * time.Millisecond)
+		for end := time.Now().Add(*hlsjsDuration); time.Now().Before(end); {
+			select {
+			case <-ctx.Done():
+				b.Fatal(ctx.Err())
+			case <-tick.C:
+			}
+			s, err := browsertest.Eval[watchState](ctx, page, hcExpr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if s.LatencyMs != nil {
+				lat = append(lat, time.Duration(*s.LatencyMs)*time.Millisecond)
+			}
+			if s.PlaybackRate > 1 {
+				fast++
+			}
+			if testing.Verbose() {
+				b.Logf("t=%.2f latency=%v rate=%.2f stalls=%d", s.CurrentTime, deref(s.LatencyMs), s.PlaybackRate, s.Stalls)
+			}
+			last = s
+		}
+		tick.Stop()
+		if len(lat) == 0 {
+			b.Fatalf("no latency sample; last state %+v", last)
+		}
+		slices.Sort(lat)
+		played := last.CurrentTime - first.CurrentTime
+		b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "median-latency-ms")
+		b.ReportMetric(float64(lat[len(lat)*9/10].Milliseconds()), "p90-latency-ms")
+		b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-latency-ms")
+		b.ReportMetric(float64(last.Stalls-first.Stalls), "stalls")
+		b.ReportMetric(100*float64(last.StallMs-first.StallMs)/1000/max(played, 1), "stall-%")
+		b.ReportMetric(100*float64(fast)/float64(len(lat)), "catch-up-%")
+	}
+}
+
 func benchmarkPlayerLatency(b *testing.B, kind string) {
 	srv := startServer(b, func(c *Config) {
 		if *hlsjsPart > 0 {

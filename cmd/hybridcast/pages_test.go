@@ -31,6 +31,9 @@ type watchState struct {
 	BufferedEnd   float64 `json:"bufferedEnd"`
 	FramesDecoded int     `json:"framesDecoded"`
 	CurrentTime   float64 `json:"currentTime"`
+	Stalls        int     `json:"stalls"`
+	StallMs       int     `json:"stallMs"`
+	PlaybackRate  float64 `json:"playbackRate"`
 	Levels        []struct {
 		ID     string `json:"id"`
 		Height int    `json:"height"`
@@ -367,6 +370,40 @@ func TestWatchFallsBackWhenWebRTCUnreachable(t *testing.T) {
 	if n := srv.whep.Sessions(); n != 0 {
 		t.Errorf("%d WHEP sessions left after the fallback, want 0 (the page DELETEs its session)", n)
 	}
+}
+
+// TestWatchHLSOnRequest: /watch/t?hls plays LL-HLS without trying WebRTC,
+// says why, and reports its latency against PROGRAM-DATE-TIME and its
+// stalls in window.hc (BenchmarkWatchHLSLatency reads them).
+func TestWatchHLSOnRequest(t *testing.T) {
+	srv := startServer(t)
+	needPlayers(t, srv)
+	b := browsertest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	publishSimulcastAV(ctx, t, srv.URL()+"/whip/t")
+	waitVariants(t, srv.URL()+"/hls/t/index.m3u8", 3)
+
+	p, err := b.Open(ctx, srv.URL()+"/watch/t?hls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := browsertest.WaitEval(ctx, p, hcExpr, func(s watchState) bool {
+		return s.Path == "hls" && s.CurrentTime > 2 && s.LatencyMs != nil || s.Error != nil || s.Path == "webrtc"
+	})
+	if err != nil || ws.Path != "hls" || ws.Error != nil {
+		t.Fatalf("watch page: %v; state %+v", err, ws)
+	}
+	if ws.Reason == nil || !strings.Contains(*ws.Reason, "?hls") {
+		t.Errorf("reason %q, want one naming ?hls", deref(ws.Reason))
+	}
+	if srv.whep.Sessions() != 0 {
+		t.Errorf("%d WHEP sessions, want none: ?hls must not try WebRTC", srv.whep.Sessions())
+	}
+	if l := *ws.LatencyMs; l <= 0 || l > 10000 {
+		t.Errorf("latency %d ms, want a positive figure below 10 s", l)
+	}
+	t.Logf("?hls: t=%.1f s, latency %d ms, %d stalls, rate %.2f", ws.CurrentTime, *ws.LatencyMs, ws.Stalls, ws.PlaybackRate)
 }
 
 // TestPagesWithoutPlayers: with a web directory without the players the

@@ -126,7 +126,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 		})
 	}
 	pg := pages.New(pages.Config{Players: s.players, AssetsPrefix: "/assets/", Logger: log,
-		PartHoldBack: s.packager.Config().PartHoldBack()})
+		PartTarget: s.packager.Config().PartDuration})
 	mux.Handle("GET /watch/{stream}", pg)
 	mux.Handle("GET /publish/{stream}", pg)
 	mux.Handle("GET /{$}", pg)

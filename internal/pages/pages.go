@@ -24,11 +24,11 @@ type Config struct {
 	Players *web.Handler
 	// AssetsPrefix is where Players is mounted, such as "/assets/".
 	AssetsPrefix string
-	// PartHoldBack is the LL-HLS playlists' PART-HOLD-BACK: the watch
-	// page's hls.js keeps that far behind the live edge, and jumps back to
-	// it when it falls 0.4 s further behind. 0 leaves hls.js's own
-	// settings (which never catch up after a slow start).
-	PartHoldBack time.Duration
+	// PartTarget is the LL-HLS playlists' part target: the watch page's
+	// hls.js plays HLSLatency(PartTarget) behind the playlist's end (see
+	// there). 0 leaves hls.js's own settings, which keep PART-HOLD-BACK
+	// but never catch up after a slow start.
+	PartTarget time.Duration
 	// Logger gets template errors. Required.
 	Logger *slog.Logger
 }
@@ -68,14 +68,32 @@ type pageData struct {
 }
 
 type pageJS struct {
-	Stream       string  `json:"stream"`
-	HLSJS        bool    `json:"hlsjs"`
-	Players      bool    `json:"players"`
-	PartHoldBack float64 `json:"partHoldBack"` // seconds
+	Stream     string  `json:"stream"`
+	HLSJS      bool    `json:"hlsjs"`
+	Players    bool    `json:"players"`
+	HLSLatency float64 `json:"hlsLatency"` // seconds; 0: hls.js's own settings
+	PartTarget float64 `json:"partTarget"` // seconds
 }
 
+// HLSLatency is how far behind the end of the playlist the watch page's
+// hls.js plays: two and a half part targets, 0.5 s with the default 200 ms
+// parts. rfc8216bis makes PART-HOLD-BACK, the distance it recommends
+// players keep, at least two part targets (MUST) and three (SHOULD); the
+// server advertises three, as most players need them. This page knows the
+// server it plays: parts are published with their last frame, a blocking
+// playlist reload returns within milliseconds of it, so the newest part
+// reaches hls.js a frame interval or so before its media ends, and one
+// part target of the two and a half stays buffered when the next part is
+// due. Each stall makes hls.js add liveSyncOnStallIncrease (one part
+// target here) to the distance, up to a target duration.
+func HLSLatency(partTarget time.Duration) time.Duration { return partTarget * 5 / 2 }
+
 func (h *Handler) data(stream string) pageData {
-	d := pageData{Stream: stream, JS: pageJS{Stream: stream, PartHoldBack: h.cfg.PartHoldBack.Seconds()}}
+	d := pageData{Stream: stream, JS: pageJS{Stream: stream}}
+	if h.cfg.PartTarget > 0 {
+		d.JS.HLSLatency = HLSLatency(h.cfg.PartTarget).Seconds()
+		d.JS.PartTarget = h.cfg.PartTarget.Seconds()
+	}
 	if h.cfg.Players != nil {
 		d.HLSJS = h.cfg.AssetsPrefix + h.cfg.Players.Path(web.HLSJS)
 		d.JS.HLSJS, d.JS.Players = true, true

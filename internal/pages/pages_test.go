@@ -14,14 +14,14 @@ import (
 // without players the watch page loads no hls.js and the dashboard says
 // how to install it.
 func TestPagesRender(t *testing.T) {
-	h := New(Config{AssetsPrefix: "/assets/", PartHoldBack: 600 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h := New(Config{AssetsPrefix: "/assets/", PartTarget: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	for _, tc := range []struct {
 		path   string
 		status int
 		want   []string
 		not    []string
 	}{
-		{"/watch/demo", 200, []string{`const CONFIG = {"stream":"demo","hlsjs":false,"players":false,"partHoldBack":0.6};`, "<title>demo · watch"}, []string{"hls.min.js"}},
+		{"/watch/demo", 200, []string{`const CONFIG = {"stream":"demo","hlsjs":false,"players":false,"hlsLatency":0.5,"partTarget":0.2};`, "<title>demo · watch"}, []string{"hls.min.js"}},
 		{"/publish/demo", 200, []string{`"stream":"demo"`, `href="/watch/demo"`}, nil},
 		{"/", 200, []string{"scripts/setup", "/api/streams"}, nil},
 		{"/watch/bad%20name", 400, []string{"bad stream name"}, nil},
