@@ -245,13 +245,14 @@ func viewerAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 		return nil, err
 	}
 	// Sender reports only: a viewer sends us no media to report on, and
-	// every interceptor costs a goroutine per viewer.
+	// every interceptor costs a goroutine per viewer. They count the media
+	// stream's own packets, not its retransmissions (mediaReports).
 	ir := &interceptor.Registry{}
 	sr, err := report.NewSenderInterceptor()
 	if err != nil {
 		return nil, err
 	}
-	ir.Add(sr)
+	ir.Add(mediaReportsFactory{sr})
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
