@@ -32,6 +32,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/hybridcast/hybridcast/packager"
 )
@@ -69,6 +70,8 @@ type Origin struct {
 
 	audMu sync.Mutex
 	aud   map[string]*meter // per stream, for Audience
+
+	encodings encodings // ETags and gzipped bodies of recent manifests
 }
 
 var _ http.Handler = (*Origin)(nil)
@@ -216,7 +219,7 @@ func (o *Origin) multivariant(w http.ResponseWriter, r *http.Request) {
 	o.whenStarted(w, r, s, func() bool {
 		pl, ok := s.Multivariant()
 		if ok {
-			writePlaylist(w, r, pl, cacheMultivariant)
+			o.writePlaylist(w, r, pl, cacheMultivariant)
 		}
 		return ok
 	})
@@ -334,7 +337,7 @@ func (o *Origin) mediaPlaylist(w http.ResponseWriter, r *http.Request, s *packag
 			return
 		}
 		if waited && o.cfg.OnBlockingResponse != nil {
-			writePlaylist(w, r, s.MediaPlaylist(v, req.Skip), cache)
+			o.writePlaylist(w, r, s.MediaPlaylist(v, req.Skip), cache)
 			if f, ok := w.(http.Flusher); ok {
 				f.Flush()
 			}
@@ -342,7 +345,7 @@ func (o *Origin) mediaPlaylist(w http.ResponseWriter, r *http.Request, s *packag
 			return
 		}
 	}
-	writePlaylist(w, r, s.MediaPlaylist(v, req.Skip), cache)
+	o.writePlaylist(w, r, s.MediaPlaylist(v, req.Skip), cache)
 }
 
 var errTimeout = errors.New("timed out")
@@ -565,7 +568,7 @@ func (o *Origin) mpd(w http.ResponseWriter, r *http.Request) {
 		if ok {
 			// Cacheable for its update period (minimumUpdatePeriod, two
 			// segments): it changes only when renditions come or go.
-			writeManifest(w, r, m, "application/dash+xml", cacheMPD)
+			o.writeManifest(w, r, m, "application/dash+xml", cacheMPD)
 		}
 		return ok
 	})
@@ -575,22 +578,22 @@ var gzipPool = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip
 
 // writePlaylist writes a playlist with its ETag, gzip when the client
 // takes it.
-func writePlaylist(w http.ResponseWriter, r *http.Request, pl []byte, cache string) {
-	writeManifest(w, r, pl, "application/vnd.apple.mpegurl", cache)
+func (o *Origin) writePlaylist(w http.ResponseWriter, r *http.Request, pl []byte, cache string) {
+	o.writeManifest(w, r, pl, "application/vnd.apple.mpegurl", cache)
 }
 
 // writeManifest writes a playlist or MPD with its ETag, gzip when the
-// client takes it.
-func writeManifest(w http.ResponseWriter, r *http.Request, pl []byte, ctype, cache string) {
+// client takes it. The ETags and the gzipped body are made once per
+// manifest (see encodings): the requests that a part's publication
+// releases all want the same one.
+func (o *Origin) writeManifest(w http.ResponseWriter, r *http.Request, pl []byte, ctype, cache string) {
+	e := o.encodings.get(pl)
 	h := w.Header()
-	sum := fnv.New64a()
-	_, _ = sum.Write(pl)
-	etag := fmt.Sprintf(`"%x"`, sum.Sum64())
 	h.Set("Content-Type", ctype)
 	h.Set("Cache-Control", cache)
-	h.Set("ETag", etag)
+	h.Set("ETag", e.etag)
 	h.Add("Vary", "Accept-Encoding")
-	if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, etag) {
+	if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, e.etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
@@ -599,22 +602,73 @@ func writeManifest(w http.ResponseWriter, r *http.Request, pl []byte, ctype, cac
 		return
 	}
 	if len(pl) > 512 && acceptsGzip(r) {
+		gz, etag := e.gzipped()
 		h.Set("Content-Encoding", "gzip")
-		// A gzipped body has its own ETag, as RFC 9110 §8.8.3 requires of
-		// different representations.
-		h.Set("ETag", strings.TrimSuffix(etag, `"`)+`-gz"`)
-		gz := gzipPool.Get().(*gzip.Writer)
-		defer gzipPool.Put(gz)
-		var buf bytes.Buffer
-		gz.Reset(&buf)
-		_, _ = gz.Write(pl)
-		_ = gz.Close()
-		h.Set("Content-Length", strconv.Itoa(buf.Len()))
-		_, _ = w.Write(buf.Bytes())
+		h.Set("ETag", etag)
+		h.Set("Content-Length", strconv.Itoa(len(gz)))
+		_, _ = w.Write(gz)
 		return
 	}
 	h.Set("Content-Length", strconv.Itoa(len(pl)))
 	_, _ = w.Write(pl)
+}
+
+// encoded is one manifest's ETag and, made on first use, its gzipped body
+// and that body's ETag.
+type encoded struct {
+	pl     []byte
+	etag   string
+	gzOnce sync.Once
+	gz     []byte
+	gzETag string
+}
+
+func (e *encoded) gzipped() ([]byte, string) {
+	e.gzOnce.Do(func() {
+		gz := gzipPool.Get().(*gzip.Writer)
+		defer gzipPool.Put(gz)
+		var buf bytes.Buffer
+		gz.Reset(&buf)
+		_, _ = gz.Write(e.pl)
+		_ = gz.Close()
+		e.gz = buf.Bytes()
+		// A gzipped body has its own ETag, as RFC 9110 §8.8.3 requires of
+		// different representations.
+		e.gzETag = strings.TrimSuffix(e.etag, `"`) + `-gz"`
+	})
+	return e.gz, e.gzETag
+}
+
+// encodings remembers the encoded forms of the latest manifests, by the
+// identity of their bytes: the packager renders a playlist once per View
+// and the MPD once per change, and hands every request the same slice.
+// (An entry holds its slice, so its address cannot be reused while it is
+// remembered.) A manifest rendered anew for each request only costs an
+// entry that soon falls out.
+type encodings struct {
+	mu      sync.Mutex
+	entries [encodingsKept]*encoded
+	next    int
+}
+
+// encodingsKept is how many manifests encodings remembers: a few per
+// rendition (full and delta playlists) across a few busy streams.
+const encodingsKept = 64
+
+func (c *encodings) get(pl []byte) *encoded {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.entries {
+		if e != nil && len(e.pl) == len(pl) && unsafe.SliceData(e.pl) == unsafe.SliceData(pl) {
+			return e
+		}
+	}
+	sum := fnv.New64a()
+	_, _ = sum.Write(pl)
+	e := &encoded{pl: pl, etag: fmt.Sprintf(`"%x"`, sum.Sum64())}
+	c.entries[c.next] = e
+	c.next = (c.next + 1) % len(c.entries)
+	return e
 }
 
 func acceptsGzip(r *http.Request) bool {
