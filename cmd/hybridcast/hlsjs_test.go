@@ -164,7 +164,7 @@ func BenchmarkWatchHLSLatency(b *testing.B) {
 				fast++
 			}
 			if testing.Verbose() {
-				b.Logf("t=%.2f latency=%v rate=%.2f stalls=%d", s.CurrentTime, deref(s.LatencyMs), s.PlaybackRate, s.Stalls)
+				b.Logf("t=%.2f latency=%v rate=%.2f stalls=%d level=%v", s.CurrentTime, deref(s.LatencyMs), s.PlaybackRate, s.Stalls, deref(s.Level))
 			}
 			last = s
 		}
@@ -180,6 +180,7 @@ func BenchmarkWatchHLSLatency(b *testing.B) {
 		b.ReportMetric(float64(last.Stalls-first.Stalls), "stalls")
 		b.ReportMetric(100*float64(last.StallMs-first.StallMs)/1000/max(played, 1), "stall-%")
 		b.ReportMetric(100*float64(fast)/float64(len(lat)), "catch-up-%")
+		b.ReportMetric(float64(last.LevelSwitches-first.LevelSwitches), "level-switches")
 	}
 }
 

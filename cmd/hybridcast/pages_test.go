@@ -34,6 +34,8 @@ type watchState struct {
 	Stalls        int     `json:"stalls"`
 	StallMs       int     `json:"stallMs"`
 	PlaybackRate  float64 `json:"playbackRate"`
+	Level         *int    `json:"level"`
+	LevelSwitches int     `json:"levelSwitches"`
 	Levels        []struct {
 		ID     string `json:"id"`
 		Height int    `json:"height"`
