@@ -20,8 +20,7 @@ func TestHLSJSPlaysLadder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	b := browsertest.New(t, browsertest.WithPlayers())
-	publishSimulcastAV(ctx, t, srv.URL()+"/whip/js")
-	waitVariants(t, srv.URL()+"/hls/js/index.m3u8", 3)
+	publishLadder(ctx, t, srv, "js")
 
 	p, err := b.PlayHLS(ctx, srv.URL()+"/hls/js/index.m3u8")
 	if err != nil {
@@ -119,19 +118,11 @@ func BenchmarkDashJSLatency(b *testing.B) { benchmarkPlayerLatency(b, "dash") }
 //
 //	go test -run '^$' -bench WatchHLSLatency -benchtime 1x ./cmd/hybridcast/
 func BenchmarkWatchHLSLatency(b *testing.B) {
-	srv := startServer(b, func(c *Config) {
-		if *hlsjsPart > 0 {
-			c.HLSPartDuration = *hlsjsPart
-		}
-	})
+	srv, ctx := latencyServer(b)
 	if srv.players == nil {
 		browsertest.SkipOrFail(b, "hls.js is not installed in web/node_modules: run scripts/setup")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *hlsjsDuration+2*time.Minute)
-	defer cancel()
 	br := browsertest.New(b)
-	publishSimulcastAV(ctx, b, srv.URL()+"/whip/lat")
-	waitVariants(b, srv.URL()+"/hls/lat/index.m3u8", 3)
 	for b.Loop() {
 		page, err := br.Open(ctx, srv.URL()+"/watch/lat?hls")
 		if err != nil {
@@ -172,29 +163,42 @@ func BenchmarkWatchHLSLatency(b *testing.B) {
 		if len(lat) == 0 {
 			b.Fatalf("no latency sample; last state %+v", last)
 		}
-		slices.Sort(lat)
-		played := last.CurrentTime - first.CurrentTime
-		b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "median-latency-ms")
-		b.ReportMetric(float64(lat[len(lat)*9/10].Milliseconds()), "p90-latency-ms")
-		b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-latency-ms")
-		b.ReportMetric(float64(last.Stalls-first.Stalls), "stalls")
-		b.ReportMetric(100*float64(last.StallMs-first.StallMs)/1000/max(played, 1), "stall-%")
+		reportLatency(b, lat, last.Stalls-first.Stalls, float64(last.StallMs-first.StallMs), last.CurrentTime-first.CurrentTime)
 		b.ReportMetric(100*float64(fast)/float64(len(lat)), "catch-up-%")
 		b.ReportMetric(float64(last.LevelSwitches-first.LevelSwitches), "level-switches")
 	}
 }
 
-func benchmarkPlayerLatency(b *testing.B, kind string) {
+// latencyServer starts the server of the latency benchmarks (parts of
+// -hlsjs.part when set) and publishes the ladder to it as stream "lat". The
+// context bounds the whole benchmark.
+func latencyServer(b *testing.B) (*server, context.Context) {
 	srv := startServer(b, func(c *Config) {
 		if *hlsjsPart > 0 {
 			c.HLSPartDuration = *hlsjsPart
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), *hlsjsDuration+2*time.Minute)
-	defer cancel()
+	b.Cleanup(cancel)
+	publishLadder(ctx, b, srv, "lat")
+	return srv, ctx
+}
+
+// reportLatency reports the latency samples' median, p90 and maximum (lat
+// is sorted here), the stalls and the share of the played time (seconds)
+// spent stalled.
+func reportLatency(b *testing.B, lat []time.Duration, stalls int, stallMs, played float64) {
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "median-latency-ms")
+	b.ReportMetric(float64(lat[len(lat)*9/10].Milliseconds()), "p90-latency-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-latency-ms")
+	b.ReportMetric(float64(stalls), "stalls")
+	b.ReportMetric(100*stallMs/1000/max(played, 1), "stall-%")
+}
+
+func benchmarkPlayerLatency(b *testing.B, kind string) {
+	srv, ctx := latencyServer(b)
 	br := browsertest.New(b, browsertest.WithPlayers())
-	publishSimulcastAV(ctx, b, srv.URL()+"/whip/lat")
-	waitVariants(b, srv.URL()+"/hls/lat/index.m3u8", 3)
 	if kind == "dash" {
 		waitMPD(b, srv.URL()+"/dash/lat/manifest.mpd", 3)
 	}
@@ -242,16 +246,8 @@ func benchmarkPlayerLatency(b *testing.B, kind string) {
 			}
 			b.Logf("errors: %+v", samples[len(samples)-1].Errors)
 		}
-		lat := browsertest.Latencies(samples)
-		slices.Sort(lat)
-		last := samples[len(samples)-1]
-		first := samples[0]
-		played := last.CurrentTime - first.CurrentTime
-		b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "median-latency-ms")
-		b.ReportMetric(float64(lat[len(lat)*9/10].Milliseconds()), "p90-latency-ms")
-		b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-latency-ms")
-		b.ReportMetric(float64(last.Stalls-first.Stalls), "stalls")
-		b.ReportMetric(100*(last.StallMs-first.StallMs)/1000/max(played, 1), "stall-%")
+		last, first := samples[len(samples)-1], samples[0]
+		reportLatency(b, browsertest.Latencies(samples), last.Stalls-first.Stalls, last.StallMs-first.StallMs, last.CurrentTime-first.CurrentTime)
 		p.Close()
 	}
 }

@@ -49,9 +49,8 @@ func TestHLSOrigin(t *testing.T) {
 	srv := startServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	publishSimulcastAV(ctx, t, srv.URL()+"/whip/o")
+	publishLadder(ctx, t, srv, "o")
 	base := srv.URL() + "/hls/o/"
-	waitVariants(t, base+"index.m3u8", 3)
 
 	res := get(t, base+"video-h/index.m3u8")
 	pl := string(body(t, res))

@@ -223,8 +223,7 @@ func TestWatchFallsBackAtViewerCap(t *testing.T) {
 	b := browsertest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	publishSimulcastAV(ctx, t, srv.URL()+"/whip/t")
-	waitVariants(t, srv.URL()+"/hls/t/index.m3u8", 3)
+	publishLadder(ctx, t, srv, "t")
 
 	first, err := b.Open(ctx, srv.URL()+"/watch/t")
 	if err != nil {
@@ -280,8 +279,7 @@ func TestWatchHLSWithoutOpus(t *testing.T) {
 	b := browsertest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	publishSimulcastAV(ctx, t, srv.URL()+"/whip/t")
-	waitVariants(t, srv.URL()+"/hls/t/index.m3u8", 3)
+	publishLadder(ctx, t, srv, "t")
 
 	const noOpusNoWebRTC = `(() => {
 	  for (const MS of [window.MediaSource, window.ManagedMediaSource]) {
@@ -343,8 +341,7 @@ func TestWatchFallsBackWhenWebRTCUnreachable(t *testing.T) {
 	b := browsertest.New(t, browsertest.WithFlag("user-data-dir", profile))
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	publishSimulcastAV(ctx, t, srv.URL()+"/whip/t")
-	waitVariants(t, srv.URL()+"/hls/t/index.m3u8", 3)
+	publishLadder(ctx, t, srv, "t")
 
 	p, err := b.Open(ctx, srv.URL()+"/watch/t")
 	if err != nil {
@@ -383,8 +380,7 @@ func TestWatchHLSOnRequest(t *testing.T) {
 	b := browsertest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	publishSimulcastAV(ctx, t, srv.URL()+"/whip/t")
-	waitVariants(t, srv.URL()+"/hls/t/index.m3u8", 3)
+	publishLadder(ctx, t, srv, "t")
 
 	p, err := b.Open(ctx, srv.URL()+"/watch/t?hls")
 	if err != nil {

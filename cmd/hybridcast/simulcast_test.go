@@ -57,6 +57,15 @@ func publishSimulcastAV(ctx context.Context, t testing.TB, url string) *simulcas
 	return publishSimulcastOpts(ctx, t, url, []string{"f", "h", "q"}, func(ip net.IP) bool { return ip.IsLoopback() }, true)
 }
 
+// publishLadder publishes the simulcast ladder with audio to srv as stream
+// and waits until its multivariant playlist lists the three variants.
+func publishLadder(ctx context.Context, t testing.TB, srv *server, stream string) *simulcastPublisher {
+	t.Helper()
+	pub := publishSimulcastAV(ctx, t, srv.URL()+"/whip/"+stream)
+	waitVariants(t, srv.URL()+"/hls/"+stream+"/index.m3u8", 3)
+	return pub
+}
+
 func publishSimulcastOpts(ctx context.Context, t testing.TB, url string, order []string, keep func(net.IP) bool, withAudio bool) *simulcastPublisher {
 	t.Helper()
 	files := map[string]string{"f": "layer-f.h264", "h": "layer-h.h264", "q": "layer-q.h264"}
