@@ -435,6 +435,7 @@ ramp:
 	rep.Resources.CPUs = runtime.NumCPU()
 	if sys0.ok && sys1.ok && sys1.total > sys0.total {
 		rep.Resources.MachineBusyPct = 100 * float64(sys1.busy-sys0.busy) / float64(sys1.total-sys0.total)
+		rep.Resources.StealPct = 100 * float64(sys1.steal-sys0.steal) / float64(sys1.total-sys0.total)
 		rep.Resources.OtherCPUCores = rep.Resources.MachineBusyPct/100*float64(rep.Resources.CPUs) - rep.Resources.ToolCPUCores
 	}
 	if toolDrops0 >= 0 && toolDrops1 >= 0 {
@@ -642,10 +643,14 @@ type resourceReport struct {
 	ToolRSSMB              float64 `json:"tool_rss_mb"`
 	ServerCPUCores         float64 `json:"server_cpu_cores,omitempty"`
 	MachineBusyPct         float64 `json:"machine_busy_pct"`
-	ServerRSSBeforeMB      float64 `json:"server_rss_before_mb,omitempty"`
-	ServerRSSAfterMB       float64 `json:"server_rss_after_mb,omitempty"`
-	ServerMBPerViewer      float64 `json:"server_mb_per_viewer,omitempty"`
-	ServerMemError         string  `json:"server_mem_error,omitempty"`
+	// StealPct is the share of the CPUs' time the hypervisor gave to
+	// other guests (/proc/stat steal): neither busy nor idle for us, and
+	// every bit of it delays whatever was due to run.
+	StealPct          float64 `json:"steal_pct"`
+	ServerRSSBeforeMB float64 `json:"server_rss_before_mb,omitempty"`
+	ServerRSSAfterMB  float64 `json:"server_rss_after_mb,omitempty"`
+	ServerMBPerViewer float64 `json:"server_mb_per_viewer,omitempty"`
+	ServerMemError    string  `json:"server_mem_error,omitempty"`
 }
 
 type percentiles struct {
@@ -975,6 +980,7 @@ func (r *Report) print(w io.Writer) {
 		other += " (server included: no -server-pid)"
 	}
 	p("machine busy      %.1f%% of %d CPUs (/proc/stat); %s: %.2f cores", rs.MachineBusyPct, rs.CPUs, other, rs.OtherCPUCores)
+	p("hypervisor steal  %.1f%% of the CPUs' time (taken by the host, so neither busy nor idle above)", rs.StealPct)
 	p("UDP drops         %d at the tool's sockets, %d at the server's, %d RcvbufErrors machine-wide (kernel receive buffers full)",
 		rs.ToolUDPDrops, rs.ServerUDPDrops, rs.MachineUDPRcvbufErrors)
 	switch {
@@ -1065,8 +1071,8 @@ func serverCPU(pid int) time.Duration {
 }
 
 type cpuSample struct {
-	busy, total uint64
-	ok          bool
+	busy, steal, total uint64
+	ok                 bool
 }
 
 // systemCPU reads the aggregate line of /proc/stat.
@@ -1090,7 +1096,11 @@ func systemCPU() cpuSample {
 			break
 		}
 		s.total += n
-		if i != 3 && i != 4 { // idle, iowait
+		switch i {
+		case 3, 4: // idle, iowait
+		case 7: // steal: time the hypervisor gave this VM's CPUs to others
+			s.steal += n
+		default:
 			s.busy += n
 		}
 	}
