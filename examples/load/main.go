@@ -78,17 +78,17 @@ func main() {
 }
 
 type config struct {
-	base, stream, token, viewerToken string
-	video, audio                     string
-	viewers, maxPending              int
-	ramp, pace                       float64
-	duration, settle, tail, match    time.Duration
-	setupTimeout                     time.Duration
-	serverPID                        int
-	loopback, allowRemote, pli, lean bool
-	rcvbuf                           int
-	jsonOut, verbose                 bool
-	cpuProfile                       string
+	base, stream, token, viewerToken                string
+	video, audio                                    string
+	viewers, maxPending                             int
+	ramp, pace                                      float64
+	duration, settle, tail, match                   time.Duration
+	setupTimeout                                    time.Duration
+	serverPID                                       int
+	loopback, allowRemote, pli, lean, yield, stamps bool
+	rcvbuf                                          int
+	jsonOut, verbose                                bool
+	cpuProfile                                      string
 }
 
 func parseFlags() (config, error) {
@@ -114,6 +114,8 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&c.pli, "pli", true, "viewers send PLI while their picture is broken, as browsers do")
 	flag.IntVar(&c.rcvbuf, "rcvbuf", 4<<20, "kernel receive buffer per viewer socket, bytes (SO_RCVBUFFORCE as root); 0 keeps the default")
 	flag.BoolVar(&c.lean, "lean", true, "viewers keep only NACK and receiver-report interceptors (no per-packet stats, no TWCC), so the tool costs less than the server")
+	flag.BoolVar(&c.stamps, "kernel-stamps", true, "read each video packet's kernel receive time (SO_TIMESTAMPNS, Linux) and report every packet's latency from the publisher's write to the viewer's socket, apart from the viewers' own wait for the CPU")
+	flag.BoolVar(&c.yield, "yield", false, "run the viewers' threads at SCHED_IDLE (Linux) and only the publisher's send thread at normal priority, so the server takes the CPU first, as if the viewers were on other machines; the viewers' own latency figures then include their wait for the CPU")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write the tool's CPU profile over the measurement window to this `file`")
 	flag.BoolVar(&c.jsonOut, "json", false, "print the report as JSON on stdout instead of text")
 	flag.BoolVar(&c.verbose, "v", false, "log publisher and viewer warnings (info with -v -v is not offered: 200 viewers are noisy)")
@@ -204,11 +206,13 @@ type sentRec struct {
 	fp       uint64
 	ts       uint32
 	keyframe bool
+	pkts     []int64 // when each packet was written, Unix ns
 }
 
 // recvRec is one video frame a viewer received.
 type recvRec struct {
 	first, done time.Duration
+	kernel      []int64 // each packet's kernel receive time, Unix ns (0: none)
 	fp          uint64
 	ts          uint32
 	complete    bool
@@ -290,16 +294,32 @@ func run() error {
 	var sends []sentRec
 	maxSends := maxFrameRate * int((cfg.settle+cfg.duration+time.Duration(float64(cfg.viewers)/cfg.ramp*float64(time.Second))+10*time.Minute)/time.Second)
 	var sendOverflow int
+	sendByTS := map[uint32]int{} // the send goroutine's index of sends
+	var y yielder
+	var onSendStart func()
+	if cfg.yield {
+		onSendStart = y.keepThread
+	}
 	setup, cancel := context.WithTimeout(ctx, cfg.setupTimeout)
 	pub, err := client.Publish(setup, client.PublishConfig{
 		URL: whip, Token: cfg.token, Video: video, Audio: audio, Loopback: cfg.loopback,
-		Logger: log, HTTPClient: httpClient, PaceFactor: cfg.pace,
+		Logger: log, HTTPClient: httpClient, PaceFactor: cfg.pace, OnSendStart: onSendStart,
 		OnFrameSent: func(f client.SentFrame) {
 			if len(sends) >= maxSends {
 				sendOverflow++
 				return
 			}
-			sends = append(sends, sentRec{at: rel(f.SentAt), fp: f.Fingerprint, ts: f.Timestamp, keyframe: f.Keyframe})
+			sendByTS[f.Timestamp] = len(sends)
+			sends = append(sends, sentRec{at: rel(f.SentAt), fp: f.Fingerprint, ts: f.Timestamp, keyframe: f.Keyframe,
+				pkts: make([]int64, f.Packets)})
+		},
+		OnPacketSent: func(ts uint32, i int, at time.Time) {
+			if j, ok := sendByTS[ts]; ok && i < len(sends[j].pkts) {
+				sends[j].pkts[i] = at.UnixNano()
+				if i == len(sends[j].pkts)-1 {
+					delete(sendByTS, ts)
+				}
+			}
 		},
 	})
 	cancel()
@@ -317,6 +337,18 @@ func run() error {
 		}
 	}
 	defer closePub()
+	if cfg.yield {
+		yctx, stopYield := context.WithCancel(ctx)
+		var ywg sync.WaitGroup
+		started := make(chan error, 1)
+		ywg.Go(func() { y.run(yctx, 50*time.Millisecond, started) })
+		defer func() { stopYield(); ywg.Wait() }()
+		if err := <-started; err != nil {
+			return fmt.Errorf("-yield: %w", err)
+		}
+		rep.Config.Yield = true
+		progress("viewers' threads at SCHED_IDLE, the publisher's send thread at normal priority")
+	}
 
 	sleep(ctx, cfg.settle)
 	memBefore, memErr := readRSS(cfg.serverPID)
@@ -501,14 +533,23 @@ func (vw *viewer) play(ctx context.Context, cfg config, whep string, log *slog.L
 	begin := time.Now()
 	vw.v, vw.err = client.Play(setup, client.PlayConfig{
 		URL: whep, Token: cfg.viewerToken, Loopback: cfg.loopback, Logger: log, HTTPClient: hc,
-		RequestKeyframes: cfg.pli, Lean: cfg.lean, ReceiveBuffer: cfg.rcvbuf,
+		RequestKeyframes: cfg.pli, Lean: cfg.lean, ReceiveBuffer: cfg.rcvbuf, KernelTimestamps: cfg.stamps,
 		OnFrame: func(f client.VideoFrame) {
 			if len(vw.frames) >= vw.maxFrames {
 				vw.overflow++
 				return
 			}
+			var kernel []int64
+			if len(f.KernelAt) > 0 {
+				kernel = make([]int64, len(f.KernelAt))
+				for i, t := range f.KernelAt {
+					if !t.IsZero() {
+						kernel[i] = t.UnixNano()
+					}
+				}
+			}
 			vw.frames = append(vw.frames, recvRec{
-				first: rel(f.FirstPacketAt), done: rel(f.ReceivedAt), fp: f.Fingerprint, ts: f.Timestamp,
+				first: rel(f.FirstPacketAt), done: rel(f.ReceivedAt), kernel: kernel, fp: f.Fingerprint, ts: f.Timestamp,
 				complete: f.Complete, decodable: f.Decodable, keyframe: f.Keyframe,
 			})
 		},
@@ -567,6 +608,8 @@ type reportConfig struct {
 	Audio         string  `json:"audio,omitempty"`
 	TailMS        float64 `json:"tail_ms"`
 	MatchWindowMS float64 `json:"match_window_ms"`
+	// Yield: the viewers ran at SCHED_IDLE (-yield).
+	Yield bool `json:"yield,omitempty"`
 }
 
 type viewersReport struct {
@@ -611,6 +654,14 @@ type latencyReport struct {
 	Frame percentiles `json:"frame_complete_ms"`
 	// Keyframe is Frame for keyframes only (the largest bursts).
 	Keyframe percentiles `json:"keyframe_complete_ms"`
+	// Socket is, for every video packet of the complete frames, the
+	// publisher writing it to the kernel receiving it at the viewer's
+	// socket (SO_TIMESTAMPNS, -kernel-stamps): the server's added latency
+	// plus the publisher's and the loopback's, without the viewers' wait
+	// for the CPU. Frames whose packet count differs from the sent one are
+	// left out.
+	Socket              percentiles `json:"packet_to_socket_ms"`
+	SocketWithin10msPct float64     `json:"packet_to_socket_within_10ms_pct"`
 	// ViewerMedianP50 and ViewerMedianMax are the median and largest
 	// per-viewer median of Frame.
 	ViewerMedianP50 float64 `json:"viewer_median_frame_ms_p50"`
@@ -754,7 +805,7 @@ func analyze(rep *Report, cfg config, viewers []*viewer, sends []sentRec, t0, t1
 	vr.Started = len(viewers)
 	vr.FailReasons = map[string]int{}
 	vr.CloseErrors = map[string]int{}
-	var connectD, firstKeyD, allFirst, allFrame, allKey, viewerMedians []time.Duration
+	var connectD, firstKeyD, allFirst, allFrame, allKey, allSocket, viewerMedians []time.Duration
 	var pcts, decPcts []float64
 	got := make([]bool, d.WindowFrames)
 	gotDec := make([]bool, d.WindowFrames)
@@ -819,6 +870,13 @@ func analyze(rep *Report, cfg config, viewers []*viewer, sends []sentRec, t0, t1
 				continue
 			}
 			at := sends[s].at
+			if pk := sends[s].pkts; len(r.kernel) == len(pk) {
+				for k, kt := range r.kernel {
+					if kt != 0 && pk[k] != 0 {
+						allSocket = append(allSocket, time.Duration(kt-pk[k]))
+					}
+				}
+			}
 			allFirst = append(allFirst, r.first-at)
 			allFrame = append(allFrame, r.done-at)
 			lat = append(lat, r.done-at)
@@ -869,6 +927,16 @@ func analyze(rep *Report, cfg config, viewers []*viewer, sends []sentRec, t0, t1
 	rep.Latency.FirstPacket = newPercentiles(allFirst)
 	rep.Latency.Frame = newPercentiles(allFrame)
 	rep.Latency.Keyframe = newPercentiles(allKey)
+	rep.Latency.Socket = newPercentiles(allSocket)
+	if len(allSocket) > 0 {
+		in := 0
+		for _, d := range allSocket {
+			if d <= 10*time.Millisecond {
+				in++
+			}
+		}
+		rep.Latency.SocketWithin10msPct = 100 * float64(in) / float64(len(allSocket))
+	}
 	if p := newPercentiles(viewerMedians); p.N > 0 {
 		rep.Latency.ViewerMedianP50, rep.Latency.ViewerMedianMax = p.P50, p.Max
 	}
@@ -923,6 +991,9 @@ func (r *Report) print(w io.Writer) {
 	} else {
 		p("publisher pacing  none: each frame's packets in one burst")
 	}
+	if c.Yield {
+		p("scheduling        -yield: viewers at SCHED_IDLE, the publisher's send thread normal")
+	}
 	p("viewers           %d requested, ramp %.0f/s took %.1fs; window %.1fs (asked %.0fs)%s; close took %.1fs",
 		c.Viewers, c.Ramp, r.Ramp.Seconds, r.WindowSeconds, c.DurationS, map[bool]string{true: " INTERRUPTED"}[r.Interrupted], r.CloseSeconds)
 	p("")
@@ -957,6 +1028,10 @@ func (r *Report) print(w io.Writer) {
 	p("  (publisher writes first packet → viewer has the frame's last packet: forwarding + the frame's burst)")
 	p("keyframes only %s", pct(l.Keyframe))
 	p("per-viewer median frame latency: median %.1f ms, worst %.1f ms", l.ViewerMedianP50, l.ViewerMedianMax)
+	if l.Socket.N > 0 {
+		p("every packet   %s; %.2f%% within 10 ms", pct(l.Socket), l.SocketWithin10msPct)
+		p("  (publisher writes the packet → the kernel has it at the viewer's socket: the server's added latency, without the viewers' wait for the CPU)")
+	}
 	p("")
 	pb := r.Publisher
 	p("-- publisher --")

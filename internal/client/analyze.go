@@ -88,6 +88,11 @@ type VideoFrame struct {
 	// FirstPacketAt is when the frame's first packet arrived; ReceivedAt
 	// when its last one did.
 	FirstPacketAt, ReceivedAt time.Time
+	// KernelAt holds, with PlayConfig.KernelTimestamps, when the kernel
+	// received each of the frame's packets, in the order they were read
+	// (zero where the kernel gave no time). Unlike FirstPacketAt it does not
+	// include the wait for the viewer's own goroutines.
+	KernelAt []time.Time
 	// Fingerprint is [PayloadFingerprint] of the payload of the packet
 	// carrying the marker bit, or 0 if that packet never arrived.
 	Fingerprint uint64
@@ -122,12 +127,15 @@ type videoAnalyzer struct {
 		broken     bool
 		keyframe   bool
 		firstAt    time.Time
+		kernelAt   []time.Time // with stamps: one per media packet
 		packets    int
 		size       int
 		fingerprnt uint64
 	}
 	dep    h264Depacketizer
 	events []VideoFrame
+	// stamps: collect each packet's kernel receive time (pushAt's kernel).
+	stamps bool
 }
 
 func newVideoAnalyzer(mimeType string, record io.Writer) *videoAnalyzer {
@@ -189,6 +197,12 @@ func (a *videoAnalyzer) noteRepaired() {
 // push accounts one packet and returns the frames it finished. The
 // returned slice is reused by the next call.
 func (a *videoAnalyzer) push(pkt *rtp.Packet, now time.Time) []VideoFrame {
+	return a.pushAt(pkt, now, time.Time{})
+}
+
+// pushAt is push for a packet the kernel received at kernel (zero if not
+// known).
+func (a *videoAnalyzer) pushAt(pkt *rtp.Packet, now, kernel time.Time) []VideoFrame {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.events = a.events[:0]
@@ -237,7 +251,11 @@ func (a *videoAnalyzer) push(pkt *rtp.Packet, now time.Time) []VideoFrame {
 		a.cur.active, a.cur.ts, a.cur.firstAt = true, pkt.Timestamp, now
 		a.cur.broken, a.cur.keyframe = !info.auStart, false
 		a.cur.packets, a.cur.size, a.cur.fingerprnt = 0, 0, 0
+		a.cur.kernelAt = nil
 		a.dep.reset()
+	}
+	if a.stamps {
+		a.cur.kernelAt = append(a.cur.kernelAt, kernel)
 	}
 	a.cur.packets++
 	a.cur.size += len(pkt.Payload)
@@ -310,6 +328,7 @@ func (a *videoAnalyzer) finish(now time.Time, markerSeen bool) {
 		Size:          a.cur.size,
 		FirstPacketAt: a.cur.firstAt,
 		ReceivedAt:    now,
+		KernelAt:      a.cur.kernelAt, // a new slice per frame: reset above
 		Fingerprint:   a.cur.fingerprnt,
 	})
 	a.cur.active = false

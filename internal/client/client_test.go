@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -374,11 +375,22 @@ func TestPublishPlay(t *testing.T) {
 
 	var mu sync.Mutex
 	sentAt := map[uint64]time.Time{}
+	sentTS := map[uint64]uint32{}              // fingerprint → publisher RTP timestamp
+	packetAt := map[uint32]map[int]time.Time{} // RTP timestamp → packet index → written
 	pub, err := Publish(ctx, PublishConfig{
 		URL: srv.srv.URL + "/whip/test", HTTPClient: srv.srv.Client(), Video: video, Audio: audio, Loopback: true,
 		OnFrameSent: func(f SentFrame) {
 			mu.Lock()
 			sentAt[f.Fingerprint] = f.SentAt
+			sentTS[f.Fingerprint] = f.Timestamp
+			mu.Unlock()
+		},
+		OnPacketSent: func(ts uint32, i int, at time.Time) {
+			mu.Lock()
+			if packetAt[ts] == nil {
+				packetAt[ts] = map[int]time.Time{}
+			}
+			packetAt[ts][i] = at
 			mu.Unlock()
 		},
 	})
@@ -393,12 +405,28 @@ func TestPublishPlay(t *testing.T) {
 
 	rec := filepath.Join(t.TempDir(), "rec.h264")
 	var latencies []time.Duration
+	var stamped, badStamps int // packets with a kernel time; those outside (written, read]
 	viewer, err := Play(ctx, PlayConfig{
 		URL: srv.srv.URL + "/whep/test", HTTPClient: srv.srv.Client(), Loopback: true, RecordH264: rec, RequestKeyframes: true,
+		KernelTimestamps: true,
 		OnFrame: func(f VideoFrame) {
 			mu.Lock()
 			if at, ok := sentAt[f.Fingerprint]; ok {
 				latencies = append(latencies, f.ReceivedAt.Sub(at))
+			}
+			if ts, ok := sentTS[f.Fingerprint]; ok && f.Complete && len(f.KernelAt) == f.Packets {
+				for i, k := range f.KernelAt {
+					w, ok := packetAt[ts][i]
+					if !ok || k.IsZero() {
+						continue
+					}
+					stamped++
+					// The kernel has the packet after the publisher wrote
+					// it and before the viewer read the frame's last one.
+					if !k.After(w) || k.After(f.ReceivedAt) {
+						badStamps++
+					}
+				}
 			}
 			mu.Unlock()
 		},
@@ -443,9 +471,13 @@ func TestPublishPlay(t *testing.T) {
 	for _, l := range latencies {
 		worst = max(worst, l)
 	}
+	nStamped, nBad := stamped, badStamps
 	mu.Unlock()
 	if matched < 40 || worst > 500*time.Millisecond {
 		t.Fatalf("%d frames matched by fingerprint, worst latency %v", matched, worst)
+	}
+	if runtime.GOOS == "linux" && (nStamped < 40 || nBad > 0) {
+		t.Fatalf("kernel receive times: %d packets stamped (want ≥ 40), %d not between the publisher's write and the viewer's read", nStamped, nBad)
 	}
 	t.Logf("viewer: %d decodable frames, %d audio packets, %d matched, worst latency %v", v.DecodableFrames, st.Audio.Packets, matched, worst)
 

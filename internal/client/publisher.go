@@ -68,6 +68,17 @@ type PublishConfig struct {
 	// keyframe leaves over tens of milliseconds instead of in one burst.
 	// Zero writes each frame's packets at once.
 	PaceFactor float64
+	// OnPacketSent, if set, is called from the send goroutine just before
+	// each video packet is written, with the frame's RTP timestamp, the
+	// packet's position in the frame (0 first) and the time. With pacing a
+	// frame's packets leave over time, and this says when each one did.
+	// It must not block.
+	OnPacketSent func(timestamp uint32, index int, at time.Time)
+	// OnSendStart, if set, is called once from the send goroutine before
+	// its first packet: a load tool can lock that goroutine to its thread
+	// and give the thread its own scheduling. Every RTP write happens on
+	// that goroutine.
+	OnSendStart func()
 }
 
 // SentFrame describes a video frame a publisher has sent.
@@ -324,6 +335,7 @@ type stream struct {
 type pacedPacket struct {
 	pkt   rtp.Packet
 	frame *SentFrame
+	index int // position in the frame
 }
 
 // meanBitrate returns the clip's mean bitrate in bits per second.
@@ -346,6 +358,9 @@ func (s *stream) due(start time.Time) time.Time {
 // run is the publisher's only send goroutine: one timer paces both tracks
 // against the wall clock.
 func (p *Publisher) run() {
+	if p.cfg.OnSendStart != nil {
+		p.cfg.OnSendStart()
+	}
 	var video, audio *stream
 	if p.cfg.Video != nil {
 		var pay rtp.Payloader = &codecs.H264Payloader{}
@@ -454,7 +469,7 @@ func (p *Publisher) sendVideo(s *stream) {
 				Timestamp:      s.ts,
 			},
 			Payload: pl,
-		}}
+		}, index: i}
 		if i == 0 && p.cfg.OnFrameSent != nil {
 			pp.frame = &SentFrame{
 				Index:       idx,
@@ -504,6 +519,9 @@ func (p *Publisher) writeVideo(s *stream, pp *pacedPacket, now time.Time) {
 	if pp.frame != nil {
 		pp.frame.SentAt = now
 		p.cfg.OnFrameSent(*pp.frame)
+	}
+	if p.cfg.OnPacketSent != nil {
+		p.cfg.OnPacketSent(pp.pkt.Timestamp, pp.index, now)
 	}
 	if err := s.track.WriteRTP(&pp.pkt); err != nil {
 		p.noteWriteError(err)

@@ -8,38 +8,55 @@ import (
 	"github.com/pion/transport/v5/stdnet"
 )
 
-// bufferedNet is the standard network with a larger kernel receive buffer
-// on every UDP socket ICE opens. A load generator that runs hundreds of
-// viewers on the server's machine otherwise loses datagrams in the kernel
-// during keyframe bursts (the default buffer is about 200 KB), and the
-// NACKs and PLIs that follow measure the generator, not the server.
-type bufferedNet struct {
+// viewerNet is the standard network with, on every UDP socket ICE opens,
+// a larger kernel receive buffer (size > 0) and the kernel's receive time
+// of each RTP packet noted in stamps (non-nil). A load generator that runs
+// hundreds of viewers on the server's machine otherwise loses datagrams in
+// the kernel during keyframe bursts (the default buffer is about 200 KB),
+// and the NACKs and PLIs that follow measure the generator, not the
+// server.
+type viewerNet struct {
 	*stdnet.Net
-	size int
+	size   int
+	stamps *stampTable
 }
 
-func newBufferedNet(size int) (transport.Net, error) {
+func newViewerNet(size int, stamps *stampTable) (transport.Net, error) {
 	n, err := stdnet.NewNet()
 	if err != nil {
 		return nil, err
 	}
-	return &bufferedNet{Net: n, size: size}, nil
+	return &viewerNet{Net: n, size: size, stamps: stamps}, nil
 }
 
-func (n *bufferedNet) ListenPacket(network, address string) (net.PacketConn, error) {
+func (n *viewerNet) ListenPacket(network, address string) (net.PacketConn, error) {
 	c, err := n.Net.ListenPacket(network, address)
-	if err == nil {
+	if err != nil {
+		return nil, err
+	}
+	if n.size > 0 {
 		setReadBuffer(c, n.size)
 	}
-	return c, err
+	if uc, ok := c.(*net.UDPConn); ok && n.stamps != nil {
+		return newStampConn(uc, n.stamps), nil
+	}
+	return c, nil
 }
 
-func (n *bufferedNet) ListenUDP(network string, locAddr *net.UDPAddr) (transport.UDPConn, error) {
+func (n *viewerNet) ListenUDP(network string, locAddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, locAddr)
-	if err == nil {
+	if err != nil {
+		return nil, err
+	}
+	if n.size > 0 {
 		setReadBuffer(c, n.size)
 	}
-	return c, err
+	if uc, ok := c.(*net.UDPConn); ok && n.stamps != nil {
+		if sc, ok := newStampConn(uc, n.stamps).(transport.UDPConn); ok {
+			return sc, nil
+		}
+	}
+	return c, nil
 }
 
 // setReadBuffer asks for size bytes: SO_RCVBUFFORCE (root: beyond

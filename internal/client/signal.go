@@ -66,15 +66,17 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // default interceptors (NACK, RTCP reports, TWCC, header extensions). With
 // loopback set, ICE gathers only 127.0.0.1 over UDP and mDNS is off.
 func newAPI(video []webrtc.RTPCodecParameters, audio bool, loopback bool) (*webrtc.API, error) {
-	return newAPIWith(video, audio, loopback, false, false, 0)
+	return newAPIWith(video, audio, loopback, false, false, 0, nil)
 }
 
 // newAPIWith is newAPI; lean keeps only the interceptors a viewer needs to
 // receive well (NACK generation and receiver reports), without pion's
 // per-packet stats and TWCC feedback: a load generator's viewers then cost
 // less CPU than the server they measure. rtx offers an RTX format (RFC
-// 4588) for each video codec, payload type + 1.
-func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, lean, rtx bool, rcvbuf int) (*webrtc.API, error) {
+// 4588) for each video codec, payload type + 1. rcvbuf > 0 asks for that
+// kernel receive buffer, and a non-nil stamps is given every RTP packet's
+// kernel receive time (see viewerNet).
+func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, lean, rtx bool, rcvbuf int, stamps *stampTable) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range video {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
@@ -112,8 +114,8 @@ func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, lean, r
 		return nil, fmt.Errorf("client: register interceptors: %w", err)
 	}
 	se := webrtc.SettingEngine{}
-	if rcvbuf > 0 {
-		n, err := newBufferedNet(rcvbuf)
+	if rcvbuf > 0 || stamps != nil {
+		n, err := newViewerNet(rcvbuf, stamps)
 		if err != nil {
 			return nil, fmt.Errorf("client: network: %w", err)
 		}

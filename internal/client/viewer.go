@@ -52,6 +52,11 @@ type PlayConfig struct {
 	// ReceiveBuffer, if positive, is the kernel receive buffer asked for on
 	// the viewer's UDP sockets, in bytes (load generators).
 	ReceiveBuffer int
+	// KernelTimestamps asks the kernel for each UDP datagram's receive
+	// time (SO_TIMESTAMPNS, Linux) and reports it per video packet in
+	// VideoFrame.KernelAt: a load generator sharing the server's CPU can
+	// then measure the server's delay apart from its own.
+	KernelTimestamps bool
 	// RTX offers RTX (RFC 4588) for every video codec, as browsers do:
 	// retransmissions then come on their own stream, which pion unwraps
 	// (VideoStats.Repaired counts them).
@@ -81,6 +86,7 @@ type Viewer struct {
 	video      *videoAnalyzer
 	audio      *audioAnalyzer
 	firstVideo chan struct{}
+	stamps     *stampTable // nil without KernelTimestamps
 }
 
 // Play connects to a WHEP endpoint with one receive-only audio and one
@@ -101,7 +107,11 @@ func Play(ctx context.Context, cfg PlayConfig) (*Viewer, error) {
 		h264Codec(125, "640c1f"),
 		vp8Codec,
 	}
-	api, err := newAPIWith(video, true, cfg.Loopback, cfg.Lean, cfg.RTX, cfg.ReceiveBuffer)
+	var stamps *stampTable
+	if cfg.KernelTimestamps {
+		stamps = newStampTable()
+	}
+	api, err := newAPIWith(video, true, cfg.Loopback, cfg.Lean, cfg.RTX, cfg.ReceiveBuffer, stamps)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +122,7 @@ func Play(ctx context.Context, cfg PlayConfig) (*Viewer, error) {
 	v := &Viewer{
 		sess:       newSession(pc, cfg.HTTPClient, cfg.Token, log),
 		log:        log,
+		stamps:     stamps,
 		cfg:        cfg,
 		audio:      &audioAnalyzer{},
 		firstVideo: make(chan struct{}),
@@ -167,6 +178,7 @@ func (v *Viewer) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver
 	switch {
 	case track.Kind() == webrtc.RTPCodecTypeVideo && v.video == nil:
 		a := newVideoAnalyzer(track.Codec().MimeType, nil)
+		a.stamps = v.stamps != nil
 		if v.recordBuf != nil { // not a typed nil in the interface
 			a.record = v.recordBuf
 		}
@@ -199,7 +211,7 @@ func (v *Viewer) readVideo(track *webrtc.TrackRemote, a *videoAnalyzer, log *slo
 			a.noteRepaired()
 		}
 		now := time.Now()
-		frames := a.push(pkt, now)
+		frames := a.pushAt(pkt, now, v.stamps.lookup(pkt.SSRC, pkt.SequenceNumber))
 		if cb := v.cfg.OnFrame; cb != nil {
 			for _, f := range frames {
 				cb(f)
