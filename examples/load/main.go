@@ -20,6 +20,17 @@
 // repeat). Each viewer is expected to receive every frame the publisher sent
 // in [max(T0, the viewer's first keyframe), T1 - tail].
 //
+// Latency is measured three ways. The frame figures run from the publisher
+// writing a frame's first packet to a viewer's goroutine reading it, so on
+// a shared machine they include the viewers' own wait for the CPU. "every
+// packet" runs from the publisher writing each packet to the kernel
+// receiving it at the viewer's socket (SO_TIMESTAMPNS; -kernel-stamps): the
+// server's whole added latency, its ingress included, plus the loopback's.
+// The server-side lines are the server's own histograms of two stages
+// (track arrival → SRTP written, send queue → kernel) from its /metrics.
+// -yield lowers the viewers' threads to SCHED_IDLE so the server runs
+// first, as it would with the viewers on other machines.
+//
 // Relative media paths are resolved against the repository root (the
 // directory holding this module's go.mod). Only loopback hosts are accepted
 // unless -allow-remote is given.
