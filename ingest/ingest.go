@@ -120,6 +120,7 @@ type session struct {
 	mu           sync.Mutex // guards closed, tracksOfKind and wg.Go after Close started
 	closed       bool
 	tracksOfKind map[sfu.Kind]int
+	clock        sfu.PublisherClock // the publisher's sender reports on our clock
 	wg           sync.WaitGroup
 	closeOnce    sync.Once
 	closeResult  error
@@ -258,7 +259,7 @@ func (s *session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	}
 	s.log.Info("track", "id", id, "codec", codec.MimeType, "ssrc", ssrc)
 	s.wg.Go(func() { readRTP(remote, track, s.log) })
-	s.wg.Go(func() { readRTCP(receiver, remote.RID(), track) })
+	s.wg.Go(func() { readRTCP(receiver, remote.RID(), track, &s.clock) })
 }
 
 func readRTP(remote *webrtc.TrackRemote, track *sfu.Track, log *slog.Logger) {
@@ -278,7 +279,7 @@ func readRTP(remote *webrtc.TrackRemote, track *sfu.Track, log *slog.Logger) {
 }
 
 // readRTCP keeps the publisher's sender reports as the track's clock.
-func readRTCP(receiver *webrtc.RTPReceiver, rid string, track *sfu.Track) {
+func readRTCP(receiver *webrtc.RTPReceiver, rid string, track *sfu.Track, clock *sfu.PublisherClock) {
 	for {
 		var pkts []rtcp.Packet
 		var err error
@@ -292,7 +293,9 @@ func readRTCP(receiver *webrtc.RTPReceiver, rid string, track *sfu.Track) {
 		}
 		for _, p := range pkts {
 			if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == track.Info().SSRC {
-				track.SetSenderReport(sfu.SenderReport{NTPTime: sr.NTPTime, RTPTime: sr.RTPTime, Arrival: time.Now()})
+				now := time.Now()
+				track.SetSenderReport(sfu.SenderReport{NTPTime: sr.NTPTime, RTPTime: sr.RTPTime, Arrival: now,
+					ServerTime: clock.ServerTime(sr.NTPTime, now)})
 			}
 		}
 	}

@@ -482,21 +482,13 @@ func (p *publication) requestKeyframes() {
 // report of the publication, and used for every track, so that the tracks
 // keep the relative timing their reports give them.
 func (p *publication) senderTime(sr sfu.SenderReport) time.Time {
-	ntp := ntpTime(sr.NTPTime)
+	ntp := sfu.NTPToTime(sr.NTPTime)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.haveOff {
 		p.offset, p.haveOff = sr.Arrival.Sub(ntp), true
 	}
 	return ntp.Add(p.offset)
-}
-
-// ntpTime converts a 32.32 NTP timestamp (seconds since 1900) to a time.
-func ntpTime(v uint64) time.Time {
-	const ntpToUnix = 2208988800
-	secs := int64(v>>32) - ntpToUnix
-	frac := int64(v & 0xffffffff)
-	return time.Unix(secs, frac*int64(time.Second)>>32)
 }
 
 func (p *publication) partTicks(rate int64) int64 {

@@ -162,5 +162,14 @@ func (r *Rewriter) SourceSeq(out uint16) (uint64, bool) {
 	return uint64(in), true
 }
 
+// Timeline relates the outgoing timestamps to the current source's: a live
+// packet of the source goes out with its timestamp + offset. lastTS is the
+// newest outgoing timestamp and lastArrival the arrival of the packet that
+// had it. ok is false before the first packet and between a SwitchSource
+// and the new source's first packet.
+func (r *Rewriter) Timeline() (offset, lastTS uint32, lastArrival time.Time, ok bool) {
+	return r.tsOffset, r.lastTS, r.lastArrival, r.started && !r.switching
+}
+
 // Last returns the newest outgoing sequence number and timestamp.
 func (r *Rewriter) Last() (seq uint16, ts uint32) { return r.lastOut, r.lastTS }

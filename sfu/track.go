@@ -56,6 +56,9 @@ type SenderReport struct {
 	NTPTime uint64 // NTP timestamp, 32.32 fixed point
 	RTPTime uint32
 	Arrival time.Time
+	// ServerTime is NTPTime on the server's clock (PublisherClock), the
+	// same offset for every track of the publisher; zero if not known.
+	ServerTime time.Time
 }
 
 // TrackConfig configures a Track. Zero values take the documented defaults.

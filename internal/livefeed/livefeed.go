@@ -34,7 +34,7 @@ func Publish(reg *sfu.Registry, stream string, clip *client.Clip) (stop func(), 
 		return nil, err
 	}
 	start := time.Now()
-	track.SetSenderReport(sfu.SenderReport{NTPTime: NTP(start), RTPTime: 0, Arrival: start})
+	track.SetSenderReport(sfu.SenderReport{NTPTime: sfu.TimeToNTP(start), RTPTime: 0, Arrival: start, ServerTime: start})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -61,9 +61,4 @@ func Publish(reg *sfu.Registry, stream string, clip *client.Clip) (stop func(), 
 		}
 	})
 	return sync.OnceFunc(func() { cancel(); wg.Wait(); pub.Close() }), nil
-}
-
-// NTP converts a time to a 32.32 NTP timestamp (seconds since 1900).
-func NTP(t time.Time) uint64 {
-	return uint64(t.Unix()+2208988800)<<32 | uint64(t.Nanosecond())<<32/uint64(time.Second)
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -244,15 +243,11 @@ func viewerAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.ABSSendTimeURI}, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, err
 	}
-	// Sender reports only: a viewer sends us no media to report on, and
-	// every interceptor costs a goroutine per viewer. They count the media
-	// stream's own packets, not its retransmissions (mediaReports).
+	// No interceptors: a viewer sends us no media to report on, every
+	// interceptor costs a goroutine per viewer and a call per packet, and
+	// sfu/whep sends the viewer's sender reports itself, from the
+	// publisher's clock (downTrack.senderReport).
 	ir := &interceptor.Registry{}
-	sr, err := report.NewSenderInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	ir.Add(mediaReportsFactory{sr})
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 

@@ -256,6 +256,53 @@ func (d *downTrack) writeFrom(src *source, p *sfu.Packet) error {
 	return nil
 }
 
+// senderReport returns the stream's RTCP sender report for now, once media
+// has gone out.
+//
+// Its RTP time comes from the publisher's own sender reports when there
+// are: the source's latest report, its NTP time moved onto our clock
+// (sfu.PublisherClock, one offset for all the publisher's tracks), gives
+// the source's RTP time at now, and the outgoing stream's is that plus the
+// Rewriter's offset. The publisher's reports tie each stream's timestamps
+// to its capture clock, so a viewer that lines up audio and video by their
+// reports (RFC 3550 §6.4.1) plays them as the publisher captured them. A
+// report made from the send times instead, as pion's interceptor makes it,
+// ties a video frame to when its last packet left: after a paced keyframe
+// that is tens of milliseconds late, and the publisher's encoder delay,
+// which audio does not share, is lost. Before the publisher's first report
+// the newest packet's arrival stands in.
+func (d *downTrack) senderReport(now time.Time) (*rtcp.SenderReport, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.rw == nil || d.src == nil || d.ssrc == 0 {
+		return nil, false
+	}
+	offset, lastTS, lastArrival, ok := d.rw.Timeline()
+	if !ok {
+		return nil, false
+	}
+	clock := float64(d.src.Info().ClockRate)
+	if clock <= 0 {
+		return nil, false
+	}
+	rtpTime := lastTS + uint32(int64(now.Sub(lastArrival).Seconds()*clock))
+	if sr, ok := d.src.SenderReport(); ok && !sr.ServerTime.IsZero() && now.Sub(sr.Arrival) < maxReportAge {
+		rtpTime = sr.RTPTime + offset + uint32(int64(now.Sub(sr.ServerTime).Seconds()*clock))
+	}
+	return &rtcp.SenderReport{
+		SSRC:        d.ssrc,
+		NTPTime:     sfu.TimeToNTP(now),
+		RTPTime:     rtpTime,
+		PacketCount: uint32(d.packets.Load()),
+		OctetCount:  uint32(d.bytes.Load()),
+	}, true
+}
+
+// maxReportAge is how long a publisher's sender report stands for its
+// stream's clock: publishers send one every second or so, and after a
+// longer silence the arrivals are the better guide.
+const maxReportAge = 10 * time.Second
+
 // handleRTCP reacts to the viewer's feedback for this track.
 func (d *downTrack) handleRTCP(pkts []rtcp.Packet) {
 	for _, p := range pkts {

@@ -12,6 +12,7 @@ import (
 	"github.com/hybridcast/hybridcast/internal/signal"
 	"github.com/hybridcast/hybridcast/sfu"
 	"github.com/hybridcast/hybridcast/sfu/rtc"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -292,6 +293,8 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 	defer rerank.Stop()
 	var pad prober
 	defer pad.stop()
+	reports := time.NewTicker(senderReportInterval)
+	defer reports.Stop()
 	for {
 		tracks, changed := s.router.Tracks()
 		live := false
@@ -351,6 +354,9 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 			case now := <-pad.tick():
 				pad.send(now, s.videoTrack())
 				continue wait
+			case now := <-reports.C:
+				s.sendReports(now)
+				continue wait
 			case <-changed:
 			case <-rerank.C:
 			case <-s.switched:
@@ -366,6 +372,28 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 			}
 			break
 		}
+	}
+}
+
+// senderReportInterval is how often a viewer gets RTCP sender reports for
+// each of its streams (what pion's report interceptor sends, and what
+// browsers send).
+const senderReportInterval = time.Second
+
+// sendReports sends the viewer a sender report for each stream that has
+// carried media.
+func (s *session) sendReports(now time.Time) {
+	var pkts []rtcp.Packet
+	for _, dt := range s.tracks {
+		if sr, ok := dt.senderReport(now); ok {
+			pkts = append(pkts, sr)
+		}
+	}
+	if len(pkts) == 0 {
+		return
+	}
+	if err := s.pc.WriteRTCP(pkts); err != nil {
+		s.log.Debug("send sender reports", "error", err)
 	}
 }
 
