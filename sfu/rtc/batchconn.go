@@ -62,8 +62,14 @@ type outDatagram struct {
 	buf    *[MaxDatagram]byte
 	n      int
 	addr   netip.AddrPort
-	queued time.Time
+	queued time.Duration // since monoEpoch
 }
+
+// monoEpoch is the zero of the send queue's clock. time.Since on it reads
+// only the monotonic clock, half of what time.Now costs, and the queue
+// takes a reading per datagram (2.5 % of the server's CPU at 200 viewers
+// with time.Now).
+var monoEpoch = time.Now()
 
 // MaxDatagram is the largest datagram we send.
 const MaxDatagram = 1500
@@ -117,7 +123,7 @@ func (b *batchConn) WriteToAddrPort(p []byte, addr netip.AddrPort) (int, error) 
 	default:
 	}
 	buf := b.pool.Get().(*[MaxDatagram]byte)
-	d := outDatagram{buf: buf, n: copy(buf[:], p), addr: addr, queued: time.Now()}
+	d := outDatagram{buf: buf, n: copy(buf[:], p), addr: addr, queued: time.Since(monoEpoch)}
 	q := b.queues[shard(addr, len(b.queues))]
 	select {
 	case q <- d:
@@ -210,7 +216,7 @@ type writer struct {
 	ips    [][16]byte
 	n      int // messages in the batch
 	bufs   []*[MaxDatagram]byte
-	queued []time.Time
+	queued []time.Duration
 }
 
 func (b *batchConn) writeLoop(queue chan outDatagram) {
@@ -222,7 +228,7 @@ func (b *batchConn) writeLoop(queue chan outDatagram) {
 		addrs:  make([]net.UDPAddr, batchSize),
 		ips:    make([][16]byte, batchSize),
 		bufs:   make([]*[MaxDatagram]byte, 0, drainMax),
-		queued: make([]time.Time, 0, drainMax),
+		queued: make([]time.Duration, 0, drainMax),
 	}
 	for i := range w.msgs {
 		w.msgs[i].Buffers = make([][]byte, 1, gsoMaxSegments)
@@ -259,9 +265,9 @@ func (b *batchConn) writeLoop(queue chan outDatagram) {
 		w.send()
 		b.sent.Add(uint64(len(w.bufs)))
 		if b.wait != nil {
-			now := time.Now()
+			now := time.Since(monoEpoch)
 			for _, q := range w.queued {
-				b.wait.Observe(now.Sub(q))
+				b.wait.Observe(now - q)
 			}
 		}
 		for _, buf := range w.bufs {
