@@ -519,6 +519,12 @@ ramp:
 	}
 
 	analyze(&rep, cfg, viewers, sends, rel(t0), rel(t1))
+	if d := video.Duration().Seconds(); d > 0 {
+		rep.Delivery.DueFrames = int((t1.Sub(t0) - cfg.tail).Seconds() * float64(len(video.Frames)) / d)
+	}
+	if cfg.yield {
+		rep.Config.PublisherThread = y.publisherPolicy()
+	}
 	if err := errors.Join(fwdErr0, fwdErr1); err != nil {
 		rep.Notes = append(rep.Notes, "server forwarding histogram in the window: "+err.Error())
 	} else {
@@ -619,8 +625,10 @@ type reportConfig struct {
 	Audio         string  `json:"audio,omitempty"`
 	TailMS        float64 `json:"tail_ms"`
 	MatchWindowMS float64 `json:"match_window_ms"`
-	// Yield: the viewers ran at SCHED_IDLE (-yield).
-	Yield bool `json:"yield,omitempty"`
+	// Yield: the viewers ran at SCHED_IDLE (-yield); PublisherThread is
+	// the scheduling the publisher's send thread got then.
+	Yield           bool   `json:"yield,omitempty"`
+	PublisherThread string `json:"publisher_thread,omitempty"`
 }
 
 type viewersReport struct {
@@ -643,7 +651,11 @@ type viewersReport struct {
 }
 
 type deliveryReport struct {
-	WindowFrames        int     `json:"publisher_frames_in_window"`
+	WindowFrames int `json:"publisher_frames_in_window"`
+	// DueFrames is how many frames the clip's rate puts in the window: a
+	// publisher that did not get the CPU in time sent fewer, and the load
+	// was lighter than asked.
+	DueFrames           int     `json:"publisher_frames_due"`
 	Expected            int     `json:"expected"`
 	Complete            int     `json:"complete"`
 	Decodable           int     `json:"decodable"`
@@ -1003,7 +1015,7 @@ func (r *Report) print(w io.Writer) {
 		p("publisher pacing  none: each frame's packets in one burst")
 	}
 	if c.Yield {
-		p("scheduling        -yield: viewers at SCHED_IDLE, the publisher's send thread normal")
+		p("scheduling        -yield: viewers at SCHED_IDLE, the publisher's send thread %s", c.PublisherThread)
 	}
 	p("viewers           %d requested, ramp %.0f/s took %.1fs; window %.1fs (asked %.0fs)%s; close took %.1fs",
 		c.Viewers, c.Ramp, r.Ramp.Seconds, r.WindowSeconds, c.DurationS, map[bool]string{true: " INTERRUPTED"}[r.Interrupted], r.CloseSeconds)
@@ -1025,7 +1037,10 @@ func (r *Report) print(w io.Writer) {
 	p("")
 	d := r.Delivery
 	p("-- frames delivered (sent in [max(T0, viewer's first keyframe), T1-%.0fms]) --", c.TailMS)
-	p("publisher frames in window  %d", d.WindowFrames)
+	p("publisher frames in window  %d of %d due", d.WindowFrames, d.DueFrames)
+	if d.DueFrames > 0 && float64(d.WindowFrames) < 0.97*float64(d.DueFrames) {
+		p("  WARNING: the publisher fell behind (its thread did not get the CPU in time): the load was lighter than asked")
+	}
 	p("complete    overall %.2f%%  (%d/%d)   min viewer %.2f%%   median viewer %.2f%%   viewers <99%%: %d",
 		d.OverallPct, d.Complete, d.Expected, d.MinPct, d.MedianPct, d.ViewersBelow99)
 	p("decodable   overall %.2f%%  (%d/%d)   min viewer %.2f%%", d.OverallDecodablePct, d.Decodable, d.Expected, d.MinDecodablePct)

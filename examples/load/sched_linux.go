@@ -15,23 +15,44 @@ import (
 // yielder keeps every thread of this process but one at SCHED_IDLE, the
 // Linux policy that runs a thread only when no normal thread wants the
 // CPU. The one kept normal is the publisher's send thread, so that the
-// stream comes in on time; the viewers then read with what the server
-// leaves, as if they were on other machines. Go starts threads as it needs
-// them, and a new thread takes the policy of the thread that made it, so
-// the policies are set again every pass.
+// stream comes in on time; the viewers read with what the server leaves,
+// as if they were on other machines. Go starts threads as it needs them,
+// and a new thread takes the policy of the thread that made it, so the
+// policies are set again every pass.
+//
+// The publisher's goroutine still needs the other threads now and then
+// (its timers fire on whichever thread runs the scheduler, pion's RTCP
+// goroutines share locks with its writes), so a busy server can hold it
+// back: the report then warns that fewer frames were sent than were due.
+// (Raising its thread to SCHED_FIFO was tried in six runs and the
+// publisher fell further behind, 160-410 of 590 frames, but the
+// hypervisor's steal during them was not recorded, and a run soon after
+// lost 54 % of the CPU to it: not settled.)
 type yielder struct {
-	mu   sync.Mutex
-	keep int // tid left at SCHED_NORMAL; 0 until the publisher's thread is known
+	mu     sync.Mutex
+	keep   int    // tid of the publisher's thread; 0 until it is known
+	policy string // what the publisher's thread got
 }
 
 // keepThread locks the calling goroutine to its thread and keeps that
 // thread at normal priority.
 func (y *yielder) keepThread() {
 	runtime.LockOSThread() // for the goroutine's life: the thread ends with it
+	tid := unix.Gettid()
+	policy := "normal"
+	if setPolicy(tid, unix.SCHED_NORMAL) != nil {
+		policy = "unchanged"
+	}
 	y.mu.Lock()
-	y.keep = unix.Gettid()
+	y.keep, y.policy = tid, policy
 	y.mu.Unlock()
-	_ = setPolicy(y.keep, unix.SCHED_NORMAL)
+}
+
+// publisherPolicy says what the publisher's thread got, "" before it ran.
+func (y *yielder) publisherPolicy() string {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	return y.policy
 }
 
 // run sets the policies every interval until ctx ends, then puts every
@@ -56,7 +77,8 @@ func (y *yielder) run(ctx context.Context, interval time.Duration, started chan<
 	}
 }
 
-// pass gives every thread but the kept one the policy.
+// pass gives every thread but the kept one the policy; the last pass
+// (SCHED_NORMAL) includes it.
 func (y *yielder) pass(policy uint32) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
@@ -71,11 +93,10 @@ func (y *yielder) pass(policy uint32) error {
 		if err != nil {
 			continue
 		}
-		p := policy
-		if tid == keep {
-			p = unix.SCHED_NORMAL
+		if tid == keep && policy != unix.SCHED_NORMAL {
+			continue
 		}
-		if err := setPolicy(tid, p); err != nil && first == nil && err != unix.ESRCH {
+		if err := setPolicy(tid, policy); err != nil && first == nil && err != unix.ESRCH {
 			first = fmt.Errorf("thread %d: %w", tid, err)
 		}
 	}
