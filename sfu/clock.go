@@ -7,9 +7,10 @@ import (
 
 // PublisherClock relates one publisher's wall clock, the NTP times of its
 // RTCP sender reports, to the server's. The offset is the least difference
-// between a report's arrival and its NTP time over the last clockWindow, so
-// a report that queued on the way does not move it, and the two clocks'
-// drift is followed as old reports leave the window. One PublisherClock
+// between a report's arrival and its NTP time over the last clockBuckets
+// seconds, so a report that queued on the way does not move it, and the
+// two clocks' drift is followed as old reports leave the window. One
+// PublisherClock
 // serves all of a publisher's tracks: what their reports say about each
 // other (a video stream's encoder delay against its audio, one simulcast
 // layer against another) then survives the move onto the server's clock.
@@ -24,11 +25,9 @@ type clockBucket struct {
 	offset time.Duration
 }
 
-const (
-	clockBuckets = 10
-	// clockWindow is how far back the least offset is looked for.
-	clockWindow = clockBuckets * time.Second
-)
+// clockBuckets is how many seconds back the least offset is looked for
+// (one bucket a second).
+const clockBuckets = 10
 
 // ServerTime takes a sender report's NTP time that arrived at arrival into
 // the offset and returns that NTP time on the server's clock.

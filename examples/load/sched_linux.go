@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -96,7 +97,7 @@ func (y *yielder) pass(policy uint32) error {
 		if tid == keep && policy != unix.SCHED_NORMAL {
 			continue
 		}
-		if err := setPolicy(tid, policy); err != nil && first == nil && err != unix.ESRCH {
+		if err := setPolicy(tid, policy); err != nil && first == nil && !errors.Is(err, unix.ESRCH) {
 			first = fmt.Errorf("thread %d: %w", tid, err)
 		}
 	}
