@@ -10,10 +10,10 @@ import (
 // between a report's arrival and its NTP time over the last clockBuckets
 // seconds, so a report that queued on the way does not move it, and the
 // two clocks' drift is followed as old reports leave the window. One
-// PublisherClock
-// serves all of a publisher's tracks: what their reports say about each
-// other (a video stream's encoder delay against its audio, one simulcast
-// layer against another) then survives the move onto the server's clock.
+// PublisherClock serves all of a publisher's tracks: what their reports
+// say about each other (a video stream's encoder delay against its audio,
+// one simulcast layer against another) then survives the move onto the
+// server's clock.
 type PublisherClock struct {
 	mu      sync.Mutex
 	buckets [clockBuckets]clockBucket
