@@ -15,6 +15,7 @@ import (
 // shares the CPU with the server can still tell the server's delay from
 // its own.
 type stampTable struct {
+	base  time.Time // the zero of the 48-bit stamps
 	mu    sync.RWMutex
 	rings map[uint32]*stampRing
 }
@@ -25,14 +26,13 @@ type stampTable struct {
 const stampRingSize = 4096
 
 // stampRing holds, per slot, the sequence number in the top 16 bits and
-// the kernel time in the low 48 (nanoseconds since stampBase, about 78
-// hours of range).
+// the kernel time in the low 48 (nanoseconds since the table's base, about
+// 78 hours of range).
 type stampRing [stampRingSize]atomic.Uint64
 
-// stampBase is the zero of the 48-bit stamps.
-var stampBase = time.Now()
-
-func newStampTable() *stampTable { return &stampTable{rings: map[uint32]*stampRing{}} }
+func newStampTable() *stampTable {
+	return &stampTable{base: time.Now().Round(0), rings: map[uint32]*stampRing{}}
+}
 
 // maxStampSSRCs bounds the table: a viewer receives audio, video and
 // perhaps RTX; anything beyond is not ours to track.
@@ -47,7 +47,7 @@ func (s *stampTable) record(b []byte, t time.Time) {
 	if len(b) < 12 || b[0]>>6 != 2 || (b[1] >= 192 && b[1] <= 223) {
 		return
 	}
-	d := t.Sub(stampBase)
+	d := t.Sub(s.base)
 	if d < 0 || d >= 1<<48 {
 		return
 	}
@@ -87,5 +87,5 @@ func (s *stampTable) lookup(ssrc uint32, seq uint16) time.Time {
 	if v == 0 || uint16(v>>48) != seq {
 		return time.Time{}
 	}
-	return stampBase.Add(time.Duration(v & (1<<48 - 1)))
+	return s.base.Add(time.Duration(v & (1<<48 - 1)))
 }
