@@ -34,13 +34,7 @@ func (n *viewerNet) ListenPacket(network, address string) (net.PacketConn, error
 	if err != nil {
 		return nil, err
 	}
-	if n.size > 0 {
-		setReadBuffer(c, n.size)
-	}
-	if uc, ok := c.(*net.UDPConn); ok && n.stamps != nil {
-		return newStampConn(uc, n.stamps), nil
-	}
-	return c, nil
+	return n.tune(c), nil
 }
 
 func (n *viewerNet) ListenUDP(network string, locAddr *net.UDPAddr) (transport.UDPConn, error) {
@@ -48,15 +42,22 @@ func (n *viewerNet) ListenUDP(network string, locAddr *net.UDPAddr) (transport.U
 	if err != nil {
 		return nil, err
 	}
+	if tc, ok := n.tune(c).(transport.UDPConn); ok {
+		return tc, nil
+	}
+	return c, nil
+}
+
+// tune gives a new socket the receive buffer and, wrapped, the kernel
+// receive times the network was made with.
+func (n *viewerNet) tune(c net.PacketConn) net.PacketConn {
 	if n.size > 0 {
 		setReadBuffer(c, n.size)
 	}
 	if uc, ok := c.(*net.UDPConn); ok && n.stamps != nil {
-		if sc, ok := newStampConn(uc, n.stamps).(transport.UDPConn); ok {
-			return sc, nil
-		}
+		return newStampConn(uc, n.stamps)
 	}
-	return c, nil
+	return c
 }
 
 // setReadBuffer asks for size bytes: SO_RCVBUFFORCE (root: beyond
