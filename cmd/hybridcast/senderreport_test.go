@@ -8,23 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hybridcast/hybridcast/sfu"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 )
-
-// toNTP converts t to a 32.32 NTP timestamp; fromNTP converts back.
-func toNTP(t time.Time) uint64 {
-	ns := t.UnixNano()
-	return (uint64(ns/1e9)+2208988800)<<32 | uint64(ns%1e9)<<32/1e9
-}
-
-func fromNTP(v uint64) time.Time {
-	sec := int64(v>>32) - 2208988800
-	return time.Unix(sec, int64((v&0xffffffff)*1e9>>32))
-}
 
 // TestViewerSenderReportsFollowPublisher publishes audio and video whose
 // sender reports say the video was captured 150 ms before it was sent
@@ -50,6 +40,10 @@ func TestViewerSenderReportsFollowPublisher(t *testing.T) {
 	}
 	loopback := publisherSettings(func(ip net.IP) bool { return ip.IsLoopback() })
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(loopback))
+	// Every reader goroutine below ends when its PeerConnection closes;
+	// waited for after both have.
+	var readers sync.WaitGroup
+	defer readers.Wait()
 	pub, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -76,13 +70,13 @@ func TestViewerSenderReportsFollowPublisher(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []*webrtc.RTPSender{vs, as} {
-		go func() { // drain RTCP (keyframe requests are answered by the clip's 1 s GOP)
+		readers.Go(func() { // drain RTCP (keyframe requests are answered by the clip's 1 s GOP)
 			for {
 				if _, _, err := s.ReadRTCP(); err != nil {
 					return
 				}
 			}
-		}()
+		})
 	}
 
 	// Send both at their clock rates from one start, each packet's RTP
@@ -123,8 +117,8 @@ func TestViewerSenderReportsFollowPublisher(t *testing.T) {
 					lastReport = now
 					vssrc, assrc := uint32(vs.GetParameters().Encodings[0].SSRC), uint32(as.GetParameters().Encodings[0].SSRC)
 					_ = pub.WriteRTCP([]rtcp.Packet{
-						&rtcp.SenderReport{SSRC: vssrc, NTPTime: toNTP(now.Add(-videoDelay)), RTPTime: rtpAt(v0, 90000, now)},
-						&rtcp.SenderReport{SSRC: assrc, NTPTime: toNTP(now), RTPTime: rtpAt(a0, 48000, now)},
+						&rtcp.SenderReport{SSRC: vssrc, NTPTime: sfu.TimeToNTP(now.Add(-videoDelay)), RTPTime: rtpAt(v0, 90000, now)},
+						&rtcp.SenderReport{SSRC: assrc, NTPTime: sfu.TimeToNTP(now), RTPTime: rtpAt(a0, 48000, now)},
 					})
 				}
 			}
@@ -157,7 +151,7 @@ func TestViewerSenderReportsFollowPublisher(t *testing.T) {
 	reports := map[webrtc.RTPCodecType]*rtcp.SenderReport{}
 	viewer.OnTrack(func(tr *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		kind := tr.Kind()
-		go func() {
+		readers.Go(func() {
 			for {
 				pkts, _, err := r.ReadRTCP()
 				if err != nil {
@@ -171,8 +165,8 @@ func TestViewerSenderReportsFollowPublisher(t *testing.T) {
 					}
 				}
 			}
-		}()
-		go func() {
+		})
+		readers.Go(func() {
 			for {
 				p, _, err := tr.ReadRTP()
 				if err != nil {
@@ -182,7 +176,7 @@ func TestViewerSenderReportsFollowPublisher(t *testing.T) {
 				got[kind] = append(got[kind], arrival{p.Timestamp, time.Now()})
 				mu.Unlock()
 			}
-		}()
+		})
 	})
 	answer, _ = postWHIP(ctx, t, srv.URL()+"/whep/sr", gatheredOffer(t, viewer))
 	if err := viewer.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
@@ -203,7 +197,7 @@ func TestViewerSenderReportsFollowPublisher(t *testing.T) {
 	// latest report; the median over the last second.
 	lag := func(kind webrtc.RTPCodecType, rate float64) time.Duration {
 		sr := reports[kind]
-		ntp := fromNTP(sr.NTPTime)
+		ntp := sfu.NTPToTime(sr.NTPTime)
 		pkts := got[kind]
 		pkts = pkts[len(pkts)/2:]
 		var d []time.Duration
