@@ -7,10 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/hybridcast/hybridcast/internal/client"
 	"github.com/hybridcast/hybridcast/internal/livefeed"
+	"github.com/hybridcast/hybridcast/internal/procstat"
 	"github.com/hybridcast/hybridcast/packager"
 	"github.com/hybridcast/hybridcast/sfu"
 )
@@ -191,7 +190,7 @@ func BenchmarkBlockingPlaylist(b *testing.B) {
 			rend = s.Rendition("video")
 		}
 	}
-	steal0, total0, stealOK := cpuSteal()
+	cpu0, stealOK := procstat.Read()
 	for b.Loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), *blockingDuration)
 		var wg sync.WaitGroup
@@ -225,37 +224,9 @@ func BenchmarkBlockingPlaylist(b *testing.B) {
 	b.ReportMetric(float64(lags[len(lags)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(lags[len(lags)-1].Microseconds()), "max-µs")
-	if steal1, total1, ok := cpuSteal(); ok && stealOK && total1 > total0 {
-		b.ReportMetric(100*float64(steal1-steal0)/float64(total1-total0), "steal-%")
+	if cpu1, ok := procstat.Read(); ok && stealOK && cpu1.Total > cpu0.Total {
+		b.ReportMetric(100*float64(cpu1.Steal-cpu0.Steal)/float64(cpu1.Total-cpu0.Total), "steal-%")
 	}
-}
-
-// cpuSteal reads the machine's steal time and total CPU time, in clock
-// ticks, from the first line of /proc/stat ("cpu user nice system idle
-// iowait irq softirq steal ..."). ok is false where there is no such file.
-func cpuSteal() (steal, total uint64, ok bool) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, false
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, 0, false
-	}
-	for i, x := range f[1:] {
-		n, err := strconv.ParseUint(x, 10, 64)
-		if err != nil {
-			return 0, 0, false
-		}
-		if i < 8 { // guest time is already counted in user and nice
-			total += n
-		}
-		if i == 7 {
-			steal = n
-		}
-	}
-	return steal, total, true
 }
 
 // TestBlockingFollowsClient holds a blocking playlist request for a part

@@ -64,6 +64,7 @@ import (
 	"time"
 
 	"github.com/hybridcast/hybridcast/internal/client"
+	"github.com/hybridcast/hybridcast/internal/procstat"
 	"github.com/hybridcast/hybridcast/sfu"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -415,7 +416,7 @@ ramp:
 
 	// Measurement window.
 	t0 := time.Now()
-	cpu0, srv0, sys0 := selfCPU(), serverCPU(cfg.serverPID), systemCPU()
+	cpu0, srv0, sys0 := selfCPU(), serverCPU(cfg.serverPID), readSystemCPU()
 	toolDrops0, srvDrops0, rcvbuf0 := udpDrops(os.Getpid()), udpDrops(cfg.serverPID), udpRcvbufErrors()
 	pub0 := pub.Stats()
 	metricsURL := strings.TrimRight(cfg.base, "/") + "/metrics"
@@ -447,7 +448,7 @@ ramp:
 	prog.Stop()
 	stopProfile()
 	t1 := time.Now()
-	cpu1, srv1, sys1 := selfCPU(), serverCPU(cfg.serverPID), systemCPU()
+	cpu1, srv1, sys1 := selfCPU(), serverCPU(cfg.serverPID), readSystemCPU()
 	toolDrops1, srvDrops1, rcvbuf1 := udpDrops(os.Getpid()), udpDrops(cfg.serverPID), udpRcvbufErrors()
 	pub1 := pub.Stats()
 	fwd1, fwdErr1 := scrapeForwarding(context.Background(), httpClient, metricsURL)
@@ -476,9 +477,9 @@ ramp:
 	rep.Resources.ToolCPUCores = (cpu1 - cpu0).Seconds() / wall
 	rep.Resources.ToolRSSMB = float64(mustRSS(os.Getpid())) / (1 << 20)
 	rep.Resources.CPUs = runtime.NumCPU()
-	if sys0.ok && sys1.ok && sys1.total > sys0.total {
-		rep.Resources.MachineBusyPct = 100 * float64(sys1.busy-sys0.busy) / float64(sys1.total-sys0.total)
-		rep.Resources.StealPct = 100 * float64(sys1.steal-sys0.steal) / float64(sys1.total-sys0.total)
+	if sys0.ok && sys1.ok && sys1.Total > sys0.Total {
+		rep.Resources.MachineBusyPct = 100 * float64(sys1.Busy-sys0.Busy) / float64(sys1.Total-sys0.Total)
+		rep.Resources.StealPct = 100 * float64(sys1.Steal-sys0.Steal) / float64(sys1.Total-sys0.Total)
 		rep.Resources.OtherCPUCores = rep.Resources.MachineBusyPct/100*float64(rep.Resources.CPUs) - rep.Resources.ToolCPUCores
 	}
 	if toolDrops0 >= 0 && toolDrops1 >= 0 {
@@ -1171,42 +1172,15 @@ func serverCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / clkTck
 }
 
-type cpuSample struct {
-	busy, steal, total uint64
-	ok                 bool
+// systemCPU is the machine's CPU time; ok is false without /proc/stat.
+type systemCPU struct {
+	procstat.CPU
+	ok bool
 }
 
-// systemCPU reads the aggregate line of /proc/stat.
-func systemCPU() cpuSample {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return cpuSample{}
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return cpuSample{}
-	}
-	var s cpuSample
-	for i, v := range f[1:] {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return cpuSample{}
-		}
-		if i >= 8 { // guest time is already in user
-			break
-		}
-		s.total += n
-		switch i {
-		case 3, 4: // idle, iowait
-		case 7: // steal: time the hypervisor gave this VM's CPUs to others
-			s.steal += n
-		default:
-			s.busy += n
-		}
-	}
-	s.ok = true
-	return s
+func readSystemCPU() systemCPU {
+	c, ok := procstat.Read()
+	return systemCPU{c, ok}
 }
 
 // readRSS returns VmRSS of pid in bytes; pid 0 means not asked.
