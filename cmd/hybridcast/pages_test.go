@@ -214,16 +214,25 @@ func deref[T any](p *T) any {
 	return *p
 }
 
+// watchTest starts a server (changed by mutate), checks that it serves the
+// players, starts the browser and publishes the simulcast ladder with
+// audio as stream "t", for a watch page test of at most two minutes.
+func watchTest(t *testing.T, mutate ...func(*Config)) (*server, *browsertest.Browser, context.Context) {
+	t.Helper()
+	srv := startServer(t, mutate...)
+	needPlayers(t, srv)
+	b := browsertest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	t.Cleanup(cancel)
+	publishLadder(ctx, t, srv, "t")
+	return srv, b, ctx
+}
+
 // TestWatchFallsBackAtViewerCap: with --max-webrtc-viewers 1 the first
 // watch page plays over WebRTC; the second gets 503 and plays LL-HLS with
 // hls.js, time advancing, and says so on the page.
 func TestWatchFallsBackAtViewerCap(t *testing.T) {
-	srv := startServer(t, func(c *Config) { c.MaxWebRTCViewers = 1 })
-	needPlayers(t, srv)
-	b := browsertest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	publishLadder(ctx, t, srv, "t")
+	srv, b, ctx := watchTest(t, func(c *Config) { c.MaxWebRTCViewers = 1 })
 
 	first, err := b.Open(ctx, srv.URL()+"/watch/t")
 	if err != nil {
@@ -274,12 +283,7 @@ func TestWatchFallsBackAtViewerCap(t *testing.T) {
 // would find none playable; the page must play the video without sound,
 // keep the quality ladder, and say why.
 func TestWatchHLSWithoutOpus(t *testing.T) {
-	srv := startServer(t)
-	needPlayers(t, srv)
-	b := browsertest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	publishLadder(ctx, t, srv, "t")
+	srv, b, ctx := watchTest(t)
 
 	const noOpusNoWebRTC = `(() => {
 	  for (const MS of [window.MediaSource, window.ManagedMediaSource]) {
@@ -375,12 +379,7 @@ func TestWatchFallsBackWhenWebRTCUnreachable(t *testing.T) {
 // says why, and reports its latency against PROGRAM-DATE-TIME and its
 // stalls in window.hc (BenchmarkWatchHLSLatency reads them).
 func TestWatchHLSOnRequest(t *testing.T) {
-	srv := startServer(t)
-	needPlayers(t, srv)
-	b := browsertest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	publishLadder(ctx, t, srv, "t")
+	srv, b, ctx := watchTest(t)
 
 	p, err := b.Open(ctx, srv.URL()+"/watch/t?hls")
 	if err != nil {
