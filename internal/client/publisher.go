@@ -323,11 +323,41 @@ type stream struct {
 	seq     uint16 // next sequence number
 	elapsed uint64 // clock ticks sent since start
 
-	// With pacing: packets waiting to be written, the earliest time the
-	// next may go, and the pacing rate in bytes per second.
-	queue    []pacedPacket
-	nextSend time.Time
-	rate     float64
+	// With pacing: packets waiting to be written, and the pacer.
+	queue []pacedPacket
+	pace  pacer
+}
+
+// maxPaceCredit is how far behind its schedule the pacer may be and still
+// catch up: a send loop woken late (a timer is never exact, and less so on
+// a busy machine) writes the packets it owes at once, so the rate holds.
+// Beyond it the pacer gives up the debt: a stall longer than this lowers
+// the rate, and the load tool reports the publisher behind.
+const maxPaceCredit = 20 * time.Millisecond
+
+// pacer is a leaky bucket: a packet may go once the bytes written before
+// it have drained at rate bytes per second.
+type pacer struct {
+	rate float64   // bytes per second; 0: no pacing
+	next time.Time // the earliest time the next packet may go
+}
+
+// resume starts a frame queued behind an empty queue: after an idle spell
+// the frame is paced from its first packet, with no credit saved up.
+func (p *pacer) resume(now time.Time) {
+	if p.next.Before(now) {
+		p.next = now
+	}
+}
+
+// sent accounts for n bytes written at now. A late write keeps its credit,
+// up to maxPaceCredit, so that a late wakeup does not lower the rate.
+func (p *pacer) sent(now time.Time, n int) {
+	base := p.next
+	if now.Sub(base) > maxPaceCredit {
+		base = now.Add(-maxPaceCredit)
+	}
+	p.next = base.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
 }
 
 // pacedPacket is a video packet waiting in the pacer; frame is set on a
@@ -374,7 +404,7 @@ func (p *Publisher) run() {
 		}
 		video = &stream{clip: p.cfg.Video, track: p.videoTrack, pay: pay, ts: rand.Uint32(), seq: uint16(rand.Uint32())}
 		if p.cfg.PaceFactor > 0 {
-			video.rate = p.cfg.PaceFactor * meanBitrate(p.cfg.Video) / 8
+			video.pace.rate = p.cfg.PaceFactor * meanBitrate(p.cfg.Video) / 8
 		}
 	}
 	if p.cfg.Audio != nil {
@@ -387,11 +417,11 @@ func (p *Publisher) run() {
 		now := time.Now()
 		next := now.Add(time.Hour)
 		if video != nil && len(video.queue) > 0 {
-			if !video.nextSend.After(now) {
+			if !video.pace.next.After(now) {
 				p.writePaced(video, now)
 				continue
 			}
-			next = video.nextSend
+			next = video.pace.next
 		}
 		if video != nil {
 			if d := video.due(start); !d.After(now) {
@@ -481,7 +511,10 @@ func (p *Publisher) sendVideo(s *stream) {
 			}
 		}
 		s.seq++
-		if s.rate > 0 {
+		if s.pace.rate > 0 {
+			if len(s.queue) == 0 {
+				s.pace.resume(time.Now())
+			}
 			s.queue = append(s.queue, pp)
 		} else {
 			p.writeVideo(s, &pp, time.Now())
@@ -496,18 +529,11 @@ func (p *Publisher) sendVideo(s *stream) {
 	}
 }
 
-// writePaced writes the first queued packet and sets when the next may go:
-// a leaky bucket at s.rate. It keeps up to a millisecond of credit, so a
-// late timer does not lower the rate, but no more: after an idle spell
-// the next frame is paced again from its first packet.
+// writePaced writes the first queued packet and sets when the next may go.
 func (p *Publisher) writePaced(s *stream, now time.Time) {
 	pp := &s.queue[0]
 	p.writeVideo(s, pp, now)
-	base := s.nextSend
-	if now.Sub(base) > time.Millisecond {
-		base = now
-	}
-	s.nextSend = base.Add(time.Duration(float64(len(pp.pkt.Payload)) / s.rate * float64(time.Second)))
+	s.pace.sent(now, len(pp.pkt.Payload))
 	s.queue[0] = pacedPacket{}
 	s.queue = s.queue[1:]
 	if len(s.queue) == 0 {
