@@ -83,6 +83,13 @@ const (
 )
 
 func main() {
+	if os.Getenv(wakeupProbeEnv) != "" {
+		if err := runWakeupProbe(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "load: wakeup probe:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
@@ -99,7 +106,7 @@ type config struct {
 	serverPID                                       int
 	loopback, allowRemote, pli, lean, yield, stamps bool
 	rcvbuf                                          int
-	jsonOut, verbose                                bool
+	jsonOut, verbose, wakeupProbe                   bool
 	cpuProfile                                      string
 }
 
@@ -127,6 +134,7 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.rcvbuf, "rcvbuf", 4<<20, "kernel receive buffer per viewer socket, bytes (SO_RCVBUFFORCE as root); 0 keeps the default")
 	flag.BoolVar(&c.lean, "lean", true, "viewers keep only NACK and receiver-report interceptors (no per-packet stats, no TWCC), so the tool costs less than the server")
 	flag.BoolVar(&c.stamps, "kernel-stamps", true, "read each video packet's kernel receive time (SO_TIMESTAMPNS, Linux) and report every packet's latency from the publisher's write to the viewer's socket, apart from the viewers' own wait for the CPU")
+	flag.BoolVar(&c.wakeupProbe, "wakeup-probe", true, "measure over the window how late this machine wakes a normal-priority thread (a 1 ms timer in a process of its own, Linux): the floor under every latency figure")
 	flag.BoolVar(&c.yield, "yield", false, "run the viewers' threads at SCHED_IDLE (Linux) and only the publisher's send thread at normal priority, so the server takes the CPU first, as if the viewers were on other machines; the viewers' own latency figures then include their wait for the CPU")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write the tool's CPU profile over the measurement window to this `file`")
 	flag.BoolVar(&c.jsonOut, "json", false, "print the report as JSON on stdout instead of text")
@@ -425,6 +433,12 @@ ramp:
 	if err != nil {
 		return err
 	}
+	var probe *wakeupProbe
+	if cfg.wakeupProbe {
+		if probe, err = startWakeupProbe(); err != nil {
+			rep.Notes = append(rep.Notes, "wakeup probe: "+err.Error())
+		}
+	}
 	window := time.NewTimer(cfg.duration)
 	prog := time.NewTicker(progressEvery)
 	interrupted := ctx.Err() != nil
@@ -447,6 +461,13 @@ ramp:
 	window.Stop()
 	prog.Stop()
 	stopProfile()
+	if probe != nil {
+		if w, err := probe.stop(); err != nil {
+			rep.Notes = append(rep.Notes, err.Error())
+		} else {
+			rep.Resources.Wakeup = &w
+		}
+	}
 	t1 := time.Now()
 	cpu1, srv1, sys1 := selfCPU(), serverCPU(cfg.serverPID), readSystemCPU()
 	toolDrops1, srvDrops1, rcvbuf1 := udpDrops(os.Getpid()), udpDrops(cfg.serverPID), udpRcvbufErrors()
@@ -721,11 +742,13 @@ type resourceReport struct {
 	// StealPct is the share of the CPUs' time the hypervisor gave to
 	// other guests (/proc/stat steal): neither busy nor idle for us, and
 	// every bit of it delays whatever was due to run.
-	StealPct          float64 `json:"steal_pct"`
-	ServerRSSBeforeMB float64 `json:"server_rss_before_mb,omitempty"`
-	ServerRSSAfterMB  float64 `json:"server_rss_after_mb,omitempty"`
-	ServerMBPerViewer float64 `json:"server_mb_per_viewer,omitempty"`
-	ServerMemError    string  `json:"server_mem_error,omitempty"`
+	StealPct float64 `json:"steal_pct"`
+	// Wakeup is the wakeup probe's measure (-wakeup-probe).
+	Wakeup            *wakeupReport `json:"wakeup_ms,omitempty"`
+	ServerRSSBeforeMB float64       `json:"server_rss_before_mb,omitempty"`
+	ServerRSSAfterMB  float64       `json:"server_rss_after_mb,omitempty"`
+	ServerMBPerViewer float64       `json:"server_mb_per_viewer,omitempty"`
+	ServerMemError    string        `json:"server_mem_error,omitempty"`
 }
 
 type percentiles struct {
@@ -741,11 +764,14 @@ func newPercentiles(d []time.Duration) percentiles {
 		return percentiles{}
 	}
 	slices.Sort(d)
-	at := func(q float64) float64 { // nearest rank
-		i := int(q*float64(len(d))+0.999999) - 1
-		return ms(d[max(0, min(i, len(d)-1))])
-	}
+	at := func(q float64) float64 { return ms(nearestRank(d, q)) }
 	return percentiles{N: len(d), P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: ms(d[len(d)-1])}
+}
+
+// nearestRank returns the q quantile of d, sorted and not empty.
+func nearestRank(d []time.Duration, q float64) time.Duration {
+	i := int(q*float64(len(d))+0.999999) - 1
+	return d[max(0, min(i, len(d)-1))]
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -1083,6 +1109,11 @@ func (r *Report) print(w io.Writer) {
 	}
 	p("machine busy      %.1f%% of %d CPUs (/proc/stat); %s: %.2f cores", rs.MachineBusyPct, rs.CPUs, other, rs.OtherCPUCores)
 	p("hypervisor steal  %.1f%% of the CPUs' time (taken by the host, so neither busy nor idle above)", rs.StealPct)
+	if w := rs.Wakeup; w != nil {
+		p("machine wakeups   a 1 ms timer (own process, %s priority) woke late by p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms (n=%d)",
+			w.Policy, w.P50, w.P90, w.P99, w.P999, w.Max, w.N)
+		p("  (the machine's floor: a packet is handed between threads several times in the server, and each hand-over can wait this long)")
+	}
 	p("UDP drops         %d at the tool's sockets, %d at the server's, %d RcvbufErrors machine-wide (kernel receive buffers full)",
 		rs.ToolUDPDrops, rs.ServerUDPDrops, rs.MachineUDPRcvbufErrors)
 	switch {
