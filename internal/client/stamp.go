@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hybridcast/hybridcast/internal/kstamp"
 )
 
 // stampTable remembers when the kernel received each RTP packet of one
@@ -41,18 +43,14 @@ const maxStampSSRCs = 8
 // record notes that the RTP packet in b (an SRTP datagram) reached the
 // socket at t. Non-RTP datagrams (STUN, DTLS, RTCP) are ignored.
 func (s *stampTable) record(b []byte, t time.Time) {
-	// RTP version 2, and not RTCP: with rtcp-mux, RTCP packet types
-	// 192-223 sit where RTP has the marker bit and payload type
-	// (RFC 5761 §4).
-	if len(b) < 12 || b[0]>>6 != 2 || (b[1] >= 192 && b[1] <= 223) {
+	ssrc, seq, ok := kstamp.RTPKey(b)
+	if !ok {
 		return
 	}
 	d := t.Sub(s.base)
 	if d < 0 || d >= 1<<48 {
 		return
 	}
-	seq := uint16(b[2])<<8 | uint16(b[3])
-	ssrc := uint32(b[8])<<24 | uint32(b[9])<<16 | uint32(b[10])<<8 | uint32(b[11])
 	s.mu.RLock()
 	r := s.rings[ssrc]
 	s.mu.RUnlock()
