@@ -121,6 +121,7 @@ type session struct {
 	closed       bool
 	tracksOfKind map[sfu.Kind]int
 	clock        sfu.PublisherClock // the publisher's sender reports on our clock
+	arrivals     *sfu.Arrivals      // the media socket's kernel receive times
 	wg           sync.WaitGroup
 	closeOnce    sync.Once
 	closeResult  error
@@ -146,7 +147,7 @@ func (h *Handler) newSession(ctx context.Context, id, name string, pub *sfu.Publ
 	s := &session{
 		id: id, stream: name, log: h.log.With("stream", name, "session", id), pc: pc, pub: pub,
 		etag: `"` + signal.NewID() + `"`, ufrag: offer.Ufrag,
-		failed: make(chan struct{}), tracksOfKind: map[sfu.Kind]int{},
+		failed: make(chan struct{}), tracksOfKind: map[sfu.Kind]int{}, arrivals: h.cfg.Engine.Arrivals(),
 	}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("connection state", "state", st.String())
@@ -252,6 +253,7 @@ func (s *session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 				s.log.Debug("send PLI", "err", err)
 			}
 		},
+		Arrivals: s.arrivals,
 	})
 	if err != nil {
 		s.log.Warn("add track", "err", err)

@@ -32,7 +32,8 @@ type Packet struct {
 	// the packet that carries the SPS or the start of the IDR) and on every
 	// audio packet. A subscriber may start decoding at such a packet.
 	Keyframe bool
-	// Arrival is when the packet reached the track.
+	// Arrival is when the packet reached the server: the kernel's receive
+	// time where the track's Arrivals has it, else when it reached the track.
 	Arrival time.Time
 
 	refs atomic.Int32

@@ -78,7 +78,11 @@ type TrackConfig struct {
 	// stream: a subscriber further behind is better restarted at a
 	// keyframe than served late), 64 for audio.
 	QueueSize int
-	Logger    *slog.Logger
+	// Arrivals, if set, has the kernel's receive times of the publisher's
+	// packets: a packet found there arrives when the kernel had it rather
+	// than when it reached the track.
+	Arrivals *Arrivals
+	Logger   *slog.Logger
 }
 
 // TrackStats are a Track's counters.
@@ -106,6 +110,7 @@ type Track struct {
 	requestKeyframe  func()
 	keyframeInterval time.Duration
 	queueSize        int
+	arrivals         *Arrivals
 
 	subs atomic.Pointer[[]*subscription] // copy-on-write snapshot
 
@@ -171,6 +176,7 @@ func NewTrack(cfg TrackConfig) *Track {
 		requestKeyframe:  cfg.RequestKeyframe,
 		keyframeInterval: interval,
 		queueSize:        pow2(queue),
+		arrivals:         cfg.Arrivals,
 		history:          make([]*Packet, hist),
 		histMask:         uint64(hist - 1),
 		done:             make(chan struct{}),
@@ -230,7 +236,7 @@ func (t *Track) Write(raw []byte) error {
 
 // forward takes ownership of pkt's single reference.
 func (t *Track) forward(pkt *Packet) error {
-	pkt.Arrival = time.Now()
+	pkt.Arrival = t.arrivals.Arrival(pkt.SSRC, pkt.SequenceNumber, time.Now())
 	ext, inOrder := t.extend(pkt.SequenceNumber)
 	if len(pkt.Payload) == 0 {
 		// Padding-only packets (bandwidth probes) carry no media: drop them

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -162,6 +163,12 @@ func TestMetricsUnderLoad(t *testing.T) {
 		if h.GetSampleCount() == 0 || len(h.GetBucket()) == 0 {
 			t.Errorf("%s is empty: %v", name, h)
 		}
+	}
+	// The publisher's packets arrive at the kernel's receive time (Linux).
+	if found, missed := srv.engine.Arrivals().Counts(); runtime.GOOS == "linux" && found == 0 {
+		t.Errorf("no publisher packet found in the kernel's receive times (%d not found)", missed)
+	} else {
+		t.Logf("kernel receive times: %d packets found, %d not", found, missed)
 	}
 	if got := mustSample(t, second, "hybridcast_webrtc_layer_switches_total", "stream", stream); got != 1 {
 		t.Errorf("layer switches = %v, want 1 (the viewer's first layer)", got)

@@ -27,7 +27,7 @@
 // receiving it at the viewer's socket (SO_TIMESTAMPNS; -kernel-stamps): the
 // server's whole added latency, its ingress included, plus the loopback's.
 // The server-side lines are the server's own histograms of two stages
-// (track arrival → SRTP written, send queue → kernel) from its /metrics.
+// (arrival → SRTP written, send queue → kernel) from its /metrics.
 // -yield lowers the viewers' threads to SCHED_IDLE so the server runs
 // first, as it would with the viewers on other machines.
 //
@@ -1340,7 +1340,7 @@ func serverForwarding(ctx context.Context, hc *http.Client, url string) (string,
 		return "", err
 	}
 	f := body.Forwarding
-	return fmt.Sprintf("server-side forwarding latency (since start): track arrival → viewer SRTP p50 %.1f p90 %.1f p99 %.1f max %.1f ms; send queue → kernel p50 %.1f p90 %.1f p99 %.1f max %.1f ms",
+	return fmt.Sprintf("server-side forwarding latency (since start): arrival → viewer SRTP p50 %.1f p90 %.1f p99 %.1f max %.1f ms; send queue → kernel p50 %.1f p90 %.1f p99 %.1f max %.1f ms",
 		f.ToSRTP.P50, f.ToSRTP.P90, f.ToSRTP.P99, f.ToSRTP.Max, f.SendWait.P50, f.SendWait.P90, f.SendWait.P99, f.SendWait.Max), nil
 }
 

@@ -38,7 +38,7 @@ func newServerCollector(cfg Config) *serverCollector {
 			"WHEP offers refused with 503, by reason: stream_cap (--max-webrtc-viewers), server_cap (--max-webrtc-viewers-total).",
 			[]string{"reason"}, nil),
 		forwarding: prometheus.NewDesc("hybridcast_webrtc_forwarding_latency_seconds",
-			"Time from a packet's arrival from the publisher to its SRTP write for a WebRTC viewer, per packet and viewer.", nil, nil),
+			"Time from the kernel receiving a publisher's packet (Linux; elsewhere its arrival at the track) to its SRTP write for a WebRTC viewer, per packet and viewer.", nil, nil),
 		udpDatagrams: prometheus.NewDesc("hybridcast_udp_sent_datagrams_total", "Datagrams sent on the WebRTC media socket.", nil, nil),
 		udpCalls:     prometheus.NewDesc("hybridcast_udp_send_calls_total", "sendmmsg(2) calls on the WebRTC media socket.", nil, nil),
 		udpSegmented: prometheus.NewDesc("hybridcast_udp_gso_datagrams_total", "Datagrams sent in UDP GSO (segmentation offload) sends.", nil, nil),

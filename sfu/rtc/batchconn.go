@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hybridcast/hybridcast/internal/kstamp"
 	"github.com/hybridcast/hybridcast/sfu"
 
 	"golang.org/x/net/ipv6"
@@ -19,7 +20,9 @@ import (
 // to batchSize datagrams per system call. With hundreds of viewers the
 // per-packet system call, not the forwarding, is what costs (measured with
 // perf on the load tool: sendto and the VM's interrupt exits dominated), so
-// batching is where fan-out per core is won. Reads go straight to the socket.
+// batching is where fan-out per core is won. Reads go straight to the
+// socket; where the kernel stamps datagrams (SO_TIMESTAMPNS) each RTP
+// packet's receive time is recorded in arrivals on the way.
 //
 // Where the kernel offers UDP generic segmentation offload (UDP_SEGMENT),
 // datagrams of one size to one destination that are queued together (the
@@ -56,6 +59,11 @@ type batchConn struct {
 	calls     atomic.Uint64 // sendmmsg calls
 	// wait measures each datagram from queued to handed to the kernel.
 	wait *sfu.LatencyHistogram
+	// arrivals gets the kernel's receive time of each RTP packet read,
+	// when stamped is set.
+	arrivals *sfu.Arrivals
+	stamped  bool
+	oobs     sync.Pool // *[]byte of kstamp.OOBSize, one per read in flight
 	// epoch is the zero of the queue's clock. time.Since on it reads only
 	// the monotonic clock, half of what time.Now costs, and the queue
 	// takes a reading per datagram (2.5 % of the server's CPU at 200
@@ -87,17 +95,20 @@ var (
 	} = (*batchConn)(nil)
 )
 
-func newBatchConn(c *net.UDPConn, wait *sfu.LatencyHistogram) *batchConn {
+func newBatchConn(c *net.UDPConn, wait *sfu.LatencyHistogram, arrivals *sfu.Arrivals) *batchConn {
 	la, _ := c.LocalAddr().(*net.UDPAddr)
 	b := &batchConn{
-		UDPConn: c,
-		batch:   ipv6.NewPacketConn(c),
-		v4:      la != nil && la.IP.To4() != nil,
-		queues:  make([]chan outDatagram, writers()),
-		done:    make(chan struct{}),
-		wait:    wait,
-		epoch:   time.Now(),
+		UDPConn:  c,
+		batch:    ipv6.NewPacketConn(c),
+		v4:       la != nil && la.IP.To4() != nil,
+		queues:   make([]chan outDatagram, writers()),
+		done:     make(chan struct{}),
+		wait:     wait,
+		arrivals: arrivals,
+		stamped:  arrivals != nil && kstamp.Enable(c),
+		epoch:    time.Now(),
 	}
+	b.oobs.New = func() any { oob := make([]byte, kstamp.OOBSize); return &oob }
 	b.gso.Store(gsoSupported(c))
 	b.pool.New = func() any { return new([MaxDatagram]byte) }
 	for i := range b.queues {
@@ -107,9 +118,23 @@ func newBatchConn(c *net.UDPConn, wait *sfu.LatencyHistogram) *batchConn {
 	return b
 }
 
-// ReadFromAddrPort reads one datagram.
+// ReadFromAddrPort reads one datagram, and records an RTP packet's
+// kernel receive time.
 func (b *batchConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
-	return b.ReadFromUDPAddrPort(p)
+	if !b.stamped {
+		return b.ReadFromUDPAddrPort(p)
+	}
+	oob := b.oobs.Get().(*[]byte)
+	defer b.oobs.Put(oob)
+	n, oobn, _, addr, err := b.ReadMsgUDPAddrPort(p, *oob)
+	if err == nil {
+		if ssrc, seq, ok := kstamp.RTPKey(p[:n]); ok {
+			if t, ok := kstamp.Parse((*oob)[:oobn]); ok {
+				b.arrivals.Record(ssrc, seq, t)
+			}
+		}
+	}
+	return n, addr, err
 }
 
 // WriteToAddrPort queues one datagram.

@@ -21,7 +21,7 @@ func TestBatchConnDeliversInOrder(t *testing.T) {
 			if err != nil {
 				t.Skipf("cannot bind %s: %v", bind, err)
 			}
-			bc := newBatchConn(sc.(*net.UDPConn), nil)
+			bc := newBatchConn(sc.(*net.UDPConn), nil, nil)
 			rc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -105,7 +105,7 @@ func TestBatchConnSegments(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bc := newBatchConn(sc.(*net.UDPConn), nil)
+			bc := newBatchConn(sc.(*net.UDPConn), nil, nil)
 			if gso && !bc.gso.Load() {
 				t.Skip("the kernel has no UDP_SEGMENT")
 			}

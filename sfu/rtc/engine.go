@@ -53,8 +53,14 @@ type Engine struct {
 	// kernel (the batched sender's share of forwarding latency).
 	SendWait sfu.LatencyHistogram
 
-	batch *batchConn
+	batch    *batchConn
+	arrivals sfu.Arrivals
 }
+
+// Arrivals has the kernel's receive time of the RTP packets read from the
+// media socket (where the kernel stamps them: Linux), for the tracks that
+// forward them (sfu.TrackConfig.Arrivals).
+func (e *Engine) Arrivals() *sfu.Arrivals { return &e.arrivals }
 
 // SendCounters describes the media socket's batched sends.
 type SendCounters struct {
@@ -102,9 +108,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	bc := newBatchConn(e.udpConn.(*net.UDPConn), &e.SendWait)
+	bc := newBatchConn(e.udpConn.(*net.UDPConn), &e.SendWait, &e.arrivals)
 	e.batch = bc
-	log.Debug("media socket", "addr", e.udpConn.LocalAddr().String(), "writers", len(bc.queues), "udp_gso", bc.gso.Load())
+	log.Debug("media socket", "addr", e.udpConn.LocalAddr().String(), "writers", len(bc.queues), "udp_gso", bc.gso.Load(),
+		"kernel_stamps", bc.stamped)
 	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: bc})
 	if e.tcpLn != nil {
 		e.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), e.tcpLn, 32)
