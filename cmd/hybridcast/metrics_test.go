@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"net/http"
-	"runtime"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"

@@ -435,7 +435,7 @@ ramp:
 	}
 	var probe *wakeupProbe
 	if cfg.wakeupProbe {
-		if probe, err = startWakeupProbe(); err != nil {
+		if probe, err = startWakeupProbe(ctx); err != nil {
 			rep.Notes = append(rep.Notes, "wakeup probe: "+err.Error())
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -47,13 +48,13 @@ type wakeupProbe struct {
 	out   bytes.Buffer
 }
 
-// startWakeupProbe starts this executable as a probe.
-func startWakeupProbe() (*wakeupProbe, error) {
+// startWakeupProbe starts this executable as a probe, killed if ctx ends.
+func startWakeupProbe(ctx context.Context) (*wakeupProbe, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	p := &wakeupProbe{cmd: exec.Command(exe)}
+	p := &wakeupProbe{cmd: exec.CommandContext(ctx, exe)}
 	p.cmd.Env = append(os.Environ(), wakeupProbeEnv+"=1")
 	p.cmd.Stdout = &p.out
 	p.cmd.Stderr = os.Stderr

@@ -43,7 +43,7 @@ func TestReadRecordsArrival(t *testing.T) {
 	}
 	now := time.Now()
 	got := arrivals.Arrival(0x1234, 42, now)
-	if got == now || got.UnixNano() < before.UnixNano() {
+	if got.Equal(now) || got.UnixNano() < before.UnixNano() {
 		t.Errorf("RTP packet's arrival %v: want the kernel's time, between %v and %v", got, before, now)
 	}
 	// The RTCP datagram's bytes 8-11 and 2-3 read as SSRC 0 and seq 43.
