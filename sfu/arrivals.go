@@ -23,6 +23,9 @@ type Arrivals struct {
 	slots [arrivalSlots]arrivalSlot
 
 	found, missed atomic.Uint64
+	// Ingress measures the packets found, from the kernel's receive time
+	// to the track: pion's read path and the waits for the goroutines on it.
+	Ingress LatencyHistogram
 }
 
 type arrivalSlot struct {
@@ -71,6 +74,7 @@ func (a *Arrivals) Arrival(ssrc uint32, seq uint16, now time.Time) time.Time {
 		return now
 	}
 	a.found.Add(1)
+	a.Ingress.Observe(age)
 	return now.Add(-age)
 }
 

@@ -47,6 +47,12 @@ func TestArrivals(t *testing.T) {
 			break
 		}
 	}
+	// Each lookup that found the kernel's time measured the ingress (3 ms);
+	// the misses did not.
+	found, missed := a.Counts()
+	if s := a.Ingress.Summary(); found != 2 || missed != 5 || s.Count != found || s.Max != 3 {
+		t.Errorf("found %d, missed %d, ingress %+v: want 2 found, 5 missed, both 3 ms in the histogram", found, missed, s)
+	}
 	var none *Arrivals
 	if got := none.Arrival(7, 100, now); got != now {
 		t.Errorf("nil table: %v, want now", got)

@@ -83,7 +83,7 @@ func newServer(cfg Config, log *slog.Logger) (*server, error) {
 
 	s.metrics = metrics.New(metrics.Config{
 		Streams: s.registry, Publishers: s.whip, WHEPRejections: s.whep, Logger: log,
-		Forwarding: &s.whep.Forwarding, SendWait: &s.engine.SendWait,
+		Forwarding: &s.whep.Forwarding, SendWait: &s.engine.SendWait, Ingress: &s.engine.Arrivals().Ingress,
 		UDPSend: func() (uint64, uint64, uint64) {
 			c := s.engine.SendCounters()
 			return c.Datagrams, c.Calls, c.Segmented
@@ -325,6 +325,7 @@ func (s *server) apiStreams(w http.ResponseWriter, r *http.Request) {
 	type forwarding struct {
 		ToSRTP   sfu.LatencySummary `json:"arrival_to_srtp"`
 		SendWait sfu.LatencySummary `json:"send_queue_wait"`
+		Ingress  sfu.LatencySummary `json:"kernel_to_track"`
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -332,7 +333,7 @@ func (s *server) apiStreams(w http.ResponseWriter, r *http.Request) {
 		Streams []apiStream `json:"streams"`
 		// Forwarding latency inside the server, for WebRTC viewers.
 		Forwarding forwarding `json:"forwarding"`
-	}{Streams: streams, Forwarding: forwarding{s.whep.Forwarding.Summary(), s.engine.SendWait.Summary()}})
+	}{Streams: streams, Forwarding: forwarding{s.whep.Forwarding.Summary(), s.engine.SendWait.Summary(), s.engine.Arrivals().Ingress.Summary()}})
 }
 
 // readyz answers 200 while the server takes new sessions, 503 once it is

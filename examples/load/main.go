@@ -1096,6 +1096,9 @@ func (r *Report) print(w io.Writer) {
 		p("-- server-side forwarding latency in the window (its /metrics histograms, bucket bounds) --")
 		p("arrival → viewer SRTP   %s", f.ToSRTP)
 		p("send queue → kernel     %s", f.SendWait)
+		if f.Ingress != nil {
+			p("  of which kernel → track (ingress) %s", *f.Ingress)
+		}
 		p("")
 	}
 	p("-- resources during the window --")
@@ -1334,20 +1337,24 @@ func serverForwarding(ctx context.Context, hc *http.Client, url string) (string,
 		Forwarding struct {
 			ToSRTP   sfu.LatencySummary `json:"arrival_to_srtp"`
 			SendWait sfu.LatencySummary `json:"send_queue_wait"`
+			Ingress  sfu.LatencySummary `json:"kernel_to_track"`
 		} `json:"forwarding"`
 	}
 	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
 		return "", err
 	}
 	f := body.Forwarding
-	return fmt.Sprintf("server-side forwarding latency (since start): arrival → viewer SRTP p50 %.1f p90 %.1f p99 %.1f max %.1f ms; send queue → kernel p50 %.1f p90 %.1f p99 %.1f max %.1f ms",
-		f.ToSRTP.P50, f.ToSRTP.P90, f.ToSRTP.P99, f.ToSRTP.Max, f.SendWait.P50, f.SendWait.P90, f.SendWait.P99, f.SendWait.Max), nil
+	return fmt.Sprintf("server-side forwarding latency (since start): arrival → viewer SRTP p50 %.1f p90 %.1f p99 %.1f max %.1f ms (of which kernel → track p50 %.1f p90 %.1f p99 %.1f max %.1f ms); send queue → kernel p50 %.1f p90 %.1f p99 %.1f max %.1f ms",
+		f.ToSRTP.P50, f.ToSRTP.P90, f.ToSRTP.P99, f.ToSRTP.Max, f.Ingress.P50, f.Ingress.P90, f.Ingress.P99, f.Ingress.Max,
+		f.SendWait.P50, f.SendWait.P90, f.SendWait.P99, f.SendWait.Max), nil
 }
 
 // The server's forwarding histograms on /metrics.
 const (
 	metricForwarding = "hybridcast_webrtc_forwarding_latency_seconds"
 	metricSendWait   = "hybridcast_webrtc_send_queue_seconds"
+	// metricIngress is optional: servers before it lack it.
+	metricIngress = "hybridcast_ingress_latency_seconds"
 )
 
 // histSample is one scrape of a histogram: the count and the cumulative
@@ -1377,9 +1384,12 @@ func scrapeForwarding(ctx context.Context, hc *http.Client, url string) (map[str
 		return nil, fmt.Errorf("parse %s: %w", url, err)
 	}
 	out := map[string]histSample{}
-	for _, name := range []string{metricForwarding, metricSendWait} {
+	for _, name := range []string{metricForwarding, metricSendWait, metricIngress} {
 		f := families[name]
 		if f == nil || len(f.GetMetric()) == 0 || f.GetMetric()[0].GetHistogram() == nil {
+			if name == metricIngress {
+				continue
+			}
 			return nil, fmt.Errorf("%s has no histogram %s (a server older than this tool?)", url, name)
 		}
 		h := f.GetMetric()[0].GetHistogram()
@@ -1396,6 +1406,9 @@ func scrapeForwarding(ctx context.Context, hc *http.Client, url string) (map[str
 type serverForwardingReport struct {
 	ToSRTP   windowLatency `json:"arrival_to_srtp"`
 	SendWait windowLatency `json:"send_queue_wait"`
+	// Ingress is the share of ToSRTP from the kernel's receive time to the
+	// track; nil when the server does not export it.
+	Ingress *windowLatency `json:"kernel_to_track,omitempty"`
 }
 
 // windowLatency summarises a histogram's growth over the window. The
@@ -1410,7 +1423,14 @@ type windowLatency struct {
 }
 
 func windowForwarding(a, b map[string]histSample) *serverForwardingReport {
-	return &serverForwardingReport{ToSRTP: windowOf(a[metricForwarding], b[metricForwarding]), SendWait: windowOf(a[metricSendWait], b[metricSendWait])}
+	r := &serverForwardingReport{ToSRTP: windowOf(a[metricForwarding], b[metricForwarding]), SendWait: windowOf(a[metricSendWait], b[metricSendWait])}
+	if i0, ok := a[metricIngress]; ok {
+		if i1, ok := b[metricIngress]; ok {
+			w := windowOf(i0, i1)
+			r.Ingress = &w
+		}
+	}
+	return r
 }
 
 func windowOf(a, b histSample) windowLatency {

@@ -10,7 +10,7 @@ type serverCollector struct {
 	cfg Config
 
 	streamsLive, publishers, viewers, whepRejections *prometheus.Desc
-	forwarding, sendWait                             *prometheus.Desc
+	forwarding, sendWait, ingress                    *prometheus.Desc
 	udpDatagrams, udpCalls, udpSegmented             *prometheus.Desc
 	streamCounters                                   []streamCounter
 }
@@ -39,6 +39,8 @@ func newServerCollector(cfg Config) *serverCollector {
 			[]string{"reason"}, nil),
 		forwarding: prometheus.NewDesc("hybridcast_webrtc_forwarding_latency_seconds",
 			"Time from the kernel receiving a publisher's packet (Linux; elsewhere its arrival at the track) to its SRTP write for a WebRTC viewer, per packet and viewer.", nil, nil),
+		ingress: prometheus.NewDesc("hybridcast_ingress_latency_seconds",
+			"Time from the kernel receiving a publisher's RTP packet to its arrival at the track (pion's read path), for the packets the kernel stamped (Linux).", nil, nil),
 		udpDatagrams: prometheus.NewDesc("hybridcast_udp_sent_datagrams_total", "Datagrams sent on the WebRTC media socket.", nil, nil),
 		udpCalls:     prometheus.NewDesc("hybridcast_udp_send_calls_total", "sendmmsg(2) calls on the WebRTC media socket.", nil, nil),
 		udpSegmented: prometheus.NewDesc("hybridcast_udp_gso_datagrams_total", "Datagrams sent in UDP GSO (segmentation offload) sends.", nil, nil),
@@ -81,6 +83,7 @@ func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.viewers
 	ch <- c.whepRejections
 	ch <- c.forwarding
+	ch <- c.ingress
 	ch <- c.sendWait
 	ch <- c.udpDatagrams
 	ch <- c.udpCalls
@@ -113,7 +116,7 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, h := range []struct {
 		desc *prometheus.Desc
 		hist *sfu.LatencyHistogram
-	}{{c.forwarding, c.cfg.Forwarding}, {c.sendWait, c.cfg.SendWait}} {
+	}{{c.forwarding, c.cfg.Forwarding}, {c.sendWait, c.cfg.SendWait}, {c.ingress, c.cfg.Ingress}} {
 		if h.hist != nil {
 			count, sum, le := h.hist.Cumulative(latencyBounds)
 			ch <- prometheus.MustNewConstHistogram(h.desc, count, sum, le)

@@ -39,6 +39,9 @@ type Config struct {
 	// its SRTP write for a WebRTC viewer; SendWait the time a datagram then
 	// waits in the media socket's send queue. Either may be nil.
 	Forwarding, SendWait *sfu.LatencyHistogram
+	// Ingress measures a publisher's packet from the kernel's receive time
+	// to its arrival at the track (Linux). Nil: not exported.
+	Ingress *sfu.LatencyHistogram
 	// UDPSend reads the media socket's send counters: datagrams, sendmmsg
 	// calls, and datagrams sent in UDP GSO sends. Nil: not exported.
 	UDPSend func() (datagrams, calls, segmented uint64)
