@@ -1169,15 +1169,6 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// selfCPU is the tool's user + system CPU time so far.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // serverCPU is the user + system CPU time of pid from /proc/PID/stat, or
 // -1. Linux reports it in clock ticks, 100 per second on every common
 // configuration.

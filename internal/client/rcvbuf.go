@@ -2,7 +2,6 @@ package client
 
 import (
 	"net"
-	"syscall"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -60,21 +59,15 @@ func (n *viewerNet) tune(c net.PacketConn) net.PacketConn {
 	return c
 }
 
-// setReadBuffer asks for size bytes: SO_RCVBUFFORCE (root: beyond
-// net.core.rmem_max), else SO_RCVBUF (capped by rmem_max). Failing both
-// leaves the default; it is an optimisation, not a requirement.
+// setReadBuffer asks for size bytes: SO_RCVBUFFORCE where there is one
+// (Linux, as root: beyond net.core.rmem_max), else SO_RCVBUF (capped by
+// rmem_max). Failing both leaves the default; it is an optimisation, not
+// a requirement.
 func setReadBuffer(c any, size int) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+	if forceReadBuffer(c, size) {
 		return
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return
+	if rb, ok := c.(interface{ SetReadBuffer(int) error }); ok {
+		_ = rb.SetReadBuffer(size)
 	}
-	_ = raw.Control(func(fd uintptr) {
-		if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, size) != nil {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
-		}
-	})
 }
