@@ -24,7 +24,9 @@ import (
 // The publisher's goroutine still needs the other threads now and then
 // (its timers fire on whichever thread runs the scheduler, pion's RTCP
 // goroutines share locks with its writes), so a busy server can hold it
-// back: the report then warns that fewer frames were sent than were due.
+// back. Its pacer makes up a wakeup up to 20 ms late (maxPaceCredit in
+// internal/client); a longer stall lowers the load, and the report then
+// warns that fewer frames were sent than were due.
 // (Raising its thread to SCHED_FIFO was tried in six runs and the
 // publisher fell further behind, 160-410 of 590 frames, but the
 // hypervisor's steal during them was not recorded, and a run soon after
