@@ -93,6 +93,11 @@ type ViewerStats struct {
 	KeyframeRequests uint64 `json:"keyframe_requests"`
 	LayerSwitches    uint64 `json:"layer_switches"`
 	ProbePackets     uint64 `json:"probe_packets,omitempty"`
+	// SendPath is how the viewer's RTP leaves: "direct" (encrypted by the
+	// SFU and queued on the media socket, see sfu/rtc) or "pion" (through
+	// pion's write path: ICE-TCP, or a connection the direct path does
+	// not fit).
+	SendPath string `json:"send_path,omitempty"`
 }
 
 func newRouter(name string, log *slog.Logger) *Router {

@@ -46,6 +46,13 @@ func TestChromiumPublishAndPlay(t *testing.T) {
 	t.Logf("viewer: %d frames decoded at %dx%d, %d audio packets; first frame %v after Play (answer %.0f ms, connected %.0f ms)",
 		st.Viewer.FramesDecoded, st.Viewer.FrameWidth, st.Viewer.FrameHeight, st.Viewer.AudioPacketsReceived,
 		ff, st.Timings.AnswerMs, st.Timings.ConnectedMs)
+	// Chromium offers setup:actpass over UDP: the frames it decoded came
+	// on the direct send path (sfu/rtc), encrypted with keys of our own
+	// derivation.
+	if streams := getStreams(t, srv.URL()); len(streams) != 1 || len(streams[0].ViewerList) != 1 ||
+		streams[0].ViewerList[0].SendPath != "direct" {
+		t.Errorf("/api/streams: want one viewer on the direct send path: %+v", streams)
+	}
 
 	if err := viewer.Stop(ctx); err != nil {
 		t.Fatal(err)

@@ -66,7 +66,7 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // default interceptors (NACK, RTCP reports, TWCC, header extensions). With
 // loopback set, ICE gathers only 127.0.0.1 over UDP and mDNS is off.
 func newAPI(video []webrtc.RTPCodecParameters, audio bool, loopback bool) (*webrtc.API, error) {
-	return newAPIWith(video, audio, loopback, false, false, 0, nil)
+	return newAPIWith(video, audio, loopback, false, false, false, 0, nil)
 }
 
 // newAPIWith is newAPI; lean keeps only the interceptors a viewer needs to
@@ -75,8 +75,9 @@ func newAPI(video []webrtc.RTPCodecParameters, audio bool, loopback bool) (*webr
 // less CPU than the server they measure. rtx offers an RTX format (RFC
 // 4588) for each video codec, payload type + 1. rcvbuf > 0 asks for that
 // kernel receive buffer, and a non-nil stamps is given every RTP packet's
-// kernel receive time (see viewerNet).
-func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, lean, rtx bool, rcvbuf int, stamps *stampTable) (*webrtc.API, error) {
+// kernel receive time (see viewerNet). tcp, with loopback, makes ICE
+// use TCP instead of UDP.
+func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, tcp, lean, rtx bool, rcvbuf int, stamps *stampTable) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range video {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
@@ -125,6 +126,9 @@ func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, lean, r
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		if tcp {
+			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+		}
 		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil

@@ -27,6 +27,9 @@ type PlayConfig struct {
 	// Loopback restricts ICE to 127.0.0.1 over UDP and turns mDNS off, for
 	// tests. By default every interface is used.
 	Loopback bool
+	// TCP, with Loopback, makes ICE use TCP (the server's ICE-TCP) instead
+	// of UDP.
+	TCP bool
 	// Logger receives the viewer's logs. Nil discards them.
 	Logger *slog.Logger
 	// HTTPClient sends the POST and DELETE requests. Nil means
@@ -111,7 +114,7 @@ func Play(ctx context.Context, cfg PlayConfig) (*Viewer, error) {
 	if cfg.KernelTimestamps {
 		stamps = newStampTable()
 	}
-	api, err := newAPIWith(video, true, cfg.Loopback, cfg.Lean, cfg.RTX, cfg.ReceiveBuffer, stamps)
+	api, err := newAPIWith(video, true, cfg.Loopback, cfg.TCP, cfg.Lean, cfg.RTX, cfg.ReceiveBuffer, stamps)
 	if err != nil {
 		return nil, err
 	}

@@ -142,26 +142,36 @@ func (b *batchConn) WriteToAddrPort(p []byte, addr netip.AddrPort) (int, error) 
 	if len(p) > MaxDatagram {
 		return b.WriteToUDPAddrPort(p, addr) // never happens with WebRTC MTUs
 	}
-	select {
-	case <-b.done:
-		return 0, net.ErrClosed
-	default:
-	}
 	buf := b.pool.Get().(*[MaxDatagram]byte)
-	d := outDatagram{buf: buf, n: copy(buf[:], p), addr: addr, queued: time.Since(b.epoch)}
+	if err := b.queue(buf, copy(buf[:], p), addr); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// queue hands buf (n bytes, from b.pool) to the writers, which own it
+// from then on (also when queue fails).
+func (b *batchConn) queue(buf *[MaxDatagram]byte, n int, addr netip.AddrPort) error {
+	d := outDatagram{buf: buf, n: n, addr: addr, queued: time.Since(b.epoch)}
 	q := b.queues[shard(addr, len(b.queues))]
 	select {
+	case <-b.done:
+		b.pool.Put(buf)
+		return net.ErrClosed
+	default:
+	}
+	select {
 	case q <- d:
-		return len(p), nil
+		return nil
 	default:
 	}
 	b.waits.Add(1)
 	select {
 	case q <- d:
-		return len(p), nil
+		return nil
 	case <-b.done:
 		b.pool.Put(buf)
-		return 0, net.ErrClosed
+		return net.ErrClosed
 	}
 }
 

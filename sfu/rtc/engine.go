@@ -47,7 +47,11 @@ type Engine struct {
 	se        webrtc.SettingEngine // for publisher APIs with extra interceptors
 	publisher *webrtc.API
 	viewer    *webrtc.API
-	closeOnce sync.Once
+	// viewerMedia and viewerInterceptors are the viewer APIs' codecs and
+	// (empty) interceptor chain, shared by ViewerAPI and NewViewer.
+	viewerMedia        *webrtc.MediaEngine
+	viewerInterceptors *interceptor.Registry
+	closeOnce          sync.Once
 
 	// SendWait measures each outgoing datagram from queued to handed to the
 	// kernel (the batched sender's share of forwarding latency).
@@ -150,10 +154,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 		_ = e.Close()
 		return nil, err
 	}
-	if e.viewer, err = viewerAPI(se); err != nil {
+	if e.viewerMedia, e.viewerInterceptors, err = viewerMedia(); err != nil {
 		_ = e.Close()
 		return nil, err
 	}
+	e.viewer = webrtc.NewAPI(webrtc.WithMediaEngine(e.viewerMedia), webrtc.WithInterceptorRegistry(e.viewerInterceptors),
+		webrtc.WithSettingEngine(se))
 	return e, nil
 }
 
@@ -235,27 +241,26 @@ func publisherAPI(se webrtc.SettingEngine, first ...interceptor.Factory) (*webrt
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
-func viewerAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
+func viewerMedia() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// RTX (RFC 4588) where the viewer offers it: the stream that carries
 	// probe padding (sfu/whep), which a receiver must not take for replays.
 	if err := registerRTX(m); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// abs-send-time lets a browser viewer run its receive-side bandwidth
 	// estimator and report it as REMB, which drives the layer choice.
 	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.ABSSendTimeURI}, webrtc.RTPCodecTypeVideo); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// No interceptors: a viewer sends us no media to report on, every
 	// interceptor costs a goroutine per viewer and a call per packet, and
 	// sfu/whep sends the viewer's sender reports itself, from the
 	// publisher's clock (downTrack.senderReport).
-	ir := &interceptor.Registry{}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+	return m, &interceptor.Registry{}, nil
 }
 
 // listenPair binds the UDP socket and, with tcp, the ICE-TCP listener on

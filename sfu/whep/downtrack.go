@@ -26,9 +26,10 @@ type downTrack struct {
 	bound     chan struct{} // closed by the first Bind
 	boundOnce sync.Once
 
-	sendMu   sync.Mutex // orders writeFrom's sends; taken under mu, held after it
-	mu       sync.Mutex // guards everything below
-	writer   webrtc.TrackLocalWriter
+	sendMu   sync.Mutex              // orders writeFrom's sends; taken under mu, held after it
+	mu       sync.Mutex              // guards everything below
+	writer   webrtc.TrackLocalWriter // pion's, or direct once set
+	direct   webrtc.TrackLocalWriter // the direct send path (rtc.DirectWriter), nil if not taken
 	ssrc     uint32
 	codecs   []webrtc.RTPCodecParameters
 	src      *sfu.Track // forwarded now
@@ -82,6 +83,9 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	}
 	d.mu.Lock()
 	d.writer = ctx.WriteStream()
+	if d.direct != nil {
+		d.writer = d.direct
+	}
 	d.ssrc = uint32(ctx.SSRC())
 	for _, e := range ctx.HeaderExtensions() {
 		if e.URI == sdp.ABSSendTimeURI {
@@ -107,6 +111,17 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.boundOnce.Do(func() { close(d.bound) })
 	d.log.Debug("bound", "kind", d.kind.String(), "codec", chosen.MimeType, "pt", chosen.PayloadType)
 	return chosen, nil
+}
+
+// setDirect sends the track's packets through w (rtc.DirectWriter) from
+// now on, instead of through pion's writer.
+func (d *downTrack) setDirect(w webrtc.TrackLocalWriter) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.direct = w
+	if d.writer != nil {
+		d.writer = w
+	}
 }
 
 // Unbind is called by pion when the sender stops.

@@ -158,10 +158,14 @@ type session struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	release   func() // gives back the viewer slot; set before the Endpoint sees the session
+
+	direct     *rtc.DirectSend // captures the DTLS keys for the direct send path
+	directPath atomic.Bool     // the viewer's RTP takes the direct send path
 }
 
 func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router, raw string, offer *rtc.Offer, pin string) (*session, string, error) {
-	pc, err := h.cfg.Engine.ViewerAPI().NewPeerConnection(webrtc.Configuration{})
+	api, direct := h.cfg.Engine.NewViewer()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, "", fmt.Errorf("new peer connection: %w", err)
 	}
@@ -170,7 +174,7 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 		etag: `"` + signal.NewID() + `"`, ufrag: offer.Ufrag,
 		failed: make(chan struct{}), connected: make(chan struct{}), closing: make(chan struct{}),
 		switched: make(chan struct{}, 1), pin: pin, mids: map[*downTrack]string{},
-		policy: layerPolicy{start: time.Now()},
+		policy: layerPolicy{start: time.Now()}, direct: direct,
 	}
 	fail := func() { s.failOnce.Do(func() { close(s.failed) }) }
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
@@ -248,6 +252,26 @@ func (s *session) AddCandidates(f signal.Fragment) error { return signal.AddCand
 // Stream names the stream the session plays.
 func (s *session) Stream() string { return s.router.Name() }
 
+// sendDirect moves the viewer's RTP onto the media socket's direct send
+// path (rtc.DirectSend) when the connection allows it; otherwise pion's
+// write path carries it, as it did before the direct path existed.
+func (s *session) sendDirect() {
+	w, err := s.direct.Writer(s.pc, func() {
+		// ICE moved the viewer off our UDP socket (to ICE-TCP): our SRTP
+		// context cannot move with it. The viewer reconnects.
+		s.log.Info("viewer's path left the UDP socket; closing the session")
+		s.failOnce.Do(func() { close(s.failed) })
+	})
+	if err != nil {
+		s.log.Debug("viewer stays on pion's write path", "reason", err)
+		return
+	}
+	for _, dt := range s.tracks {
+		dt.setDirect(w)
+	}
+	s.directPath.Store(true)
+}
+
 // run binds the downtracks to the stream's tracks and follows the stream's
 // changes until the session ends: the viewer leaves or fails, the server
 // closes, or no publisher shows up for wait.
@@ -270,6 +294,7 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 		return
 	}
 	s.log.Debug("viewer connected; subscribing")
+	s.sendDirect()
 
 	// subs holds, per downtrack, its subscriptions: the source it forwards
 	// and, during a switch, the target it waits on for a keyframe.
@@ -514,6 +539,10 @@ func (s *session) Stats() sfu.ViewerStats {
 	st := sfu.ViewerStats{
 		ID: s.id, Pinned: s.pinned(), Packets: c.Packets, NACKs: c.NACKs, Retransmitted: c.Retransmitted, RetransmittedRTX: c.RetransmittedRTX,
 		KeyframeRequests: c.KeyframeRequests, LayerSwitches: c.LayerSwitches, ProbePackets: c.ProbePackets,
+		SendPath: "pion",
+	}
+	if s.directPath.Load() {
+		st.SendPath = "direct"
 	}
 	if dt := s.videoTrack(); dt != nil {
 		st.EstimatedBitrate = dt.estimate()
