@@ -39,33 +39,47 @@ func TestVP8Forwarding(t *testing.T) {
 	}
 }
 
-// TestICETCPViewerTakesPionPath: a viewer whose ICE runs over TCP (the
-// server's ICE-TCP) cannot take the direct send path, which writes to the
-// UDP socket; it stays on pion's write path and still decodes every frame.
-func TestICETCPViewerTakesPionPath(t *testing.T) {
-	srv := startServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	pub, err := client.Publish(ctx, client.PublishConfig{
-		URL: srv.URL() + "/whip/tcp", Token: testToken, Loopback: true, Video: loadClip(t, "vp8-360p.ivf"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	v, err := client.Play(ctx, client.PlayConfig{URL: srv.URL() + "/whep/tcp", Loopback: true, TCP: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	waitForCtx(ctx, t, func() bool { return v.Stats().Video.Frames >= 60 })
-	st := v.Stats().Video
-	t.Logf("viewer over ICE-TCP: %s, %d packets, %d frames, %d keyframes, lost %d", st.MimeType, st.Packets, st.Frames, st.Keyframes, st.Lost)
-	if st.Lost != 0 || st.Keyframes == 0 {
-		t.Errorf("viewer over ICE-TCP lost %d packets, saw %d keyframes", st.Lost, st.Keyframes)
-	}
-	streams := getStreams(t, srv.URL())
-	if len(streams) != 1 || len(streams[0].ViewerList) != 1 || streams[0].ViewerList[0].SendPath != "pion" {
-		t.Fatalf("/api/streams: want one viewer on pion's send path: %+v", streams)
+// TestViewersOffDirectPath: viewers the direct send path (sfu/rtc) does
+// not fit stay on pion's write path and still get every frame: one whose
+// ICE runs over TCP (the server's ICE-TCP; the direct path writes to the
+// UDP socket), and one that offers setup:passive (the server is then the
+// DTLS client and cannot capture the keys).
+func TestViewersOffDirectPath(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  client.PlayConfig
+	}{
+		{"ice-tcp", client.PlayConfig{TCP: true}},
+		{"setup-passive", client.PlayConfig{OfferPassive: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			pub, err := client.Publish(ctx, client.PublishConfig{
+				URL: srv.URL() + "/whip/off", Token: testToken, Loopback: true, Video: loadClip(t, "vp8-360p.ivf"),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pub.Close()
+			cfg := tc.cfg
+			cfg.URL, cfg.Loopback = srv.URL()+"/whep/off", true
+			v, err := client.Play(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			waitForCtx(ctx, t, func() bool { return v.Stats().Video.Frames >= 60 })
+			st := v.Stats().Video
+			t.Logf("%s viewer: %s, %d packets, %d frames, %d keyframes, lost %d", tc.name, st.MimeType, st.Packets, st.Frames, st.Keyframes, st.Lost)
+			if st.Lost != 0 || st.Keyframes == 0 {
+				t.Errorf("lost %d packets, saw %d keyframes", st.Lost, st.Keyframes)
+			}
+			streams := getStreams(t, srv.URL())
+			if len(streams) != 1 || len(streams[0].ViewerList) != 1 || streams[0].ViewerList[0].SendPath != "pion" {
+				t.Fatalf("/api/streams: want one viewer on pion's send path: %+v", streams)
+			}
+		})
 	}
 }

@@ -185,6 +185,9 @@ type session struct {
 	token    string
 	location *url.URL
 	log      *slog.Logger
+	// passive sends the offer with a=setup:passive instead of pion's
+	// actpass: the server must then be the DTLS client.
+	passive bool
 
 	connected chan struct{} // closed on PeerConnectionStateConnected
 	ended     chan struct{} // closed on Failed or Closed
@@ -230,7 +233,13 @@ func (s *session) negotiate(ctx context.Context, endpoint string) error {
 	if err != nil {
 		return fmt.Errorf("client: endpoint URL: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(s.pc.LocalDescription().SDP))
+	sdp := s.pc.LocalDescription().SDP
+	if s.passive {
+		// pion keeps its actpass description and takes the DTLS server
+		// role when the answer says active.
+		sdp = strings.ReplaceAll(sdp, "a=setup:actpass", "a=setup:passive")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(sdp))
 	if err != nil {
 		return fmt.Errorf("client: POST %s: %w", endpoint, err)
 	}

@@ -30,6 +30,9 @@ type PlayConfig struct {
 	// TCP, with Loopback, makes ICE use TCP (the server's ICE-TCP) instead
 	// of UDP.
 	TCP bool
+	// OfferPassive offers a=setup:passive (the viewer is the DTLS server),
+	// as some WHEP clients do, instead of pion's actpass.
+	OfferPassive bool
 	// Logger receives the viewer's logs. Nil discards them.
 	Logger *slog.Logger
 	// HTTPClient sends the POST and DELETE requests. Nil means
@@ -130,6 +133,7 @@ func Play(ctx context.Context, cfg PlayConfig) (*Viewer, error) {
 		audio:      &audioAnalyzer{},
 		firstVideo: make(chan struct{}),
 	}
+	v.sess.passive = cfg.OfferPassive
 	if cfg.RecordH264 != "" {
 		f, err := os.Create(cfg.RecordH264)
 		if err != nil {

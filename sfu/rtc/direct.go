@@ -59,11 +59,18 @@ type DirectSend struct {
 	master       []byte
 }
 
-// NewViewer returns an API for one viewer's PeerConnection and the
-// DirectSend that captures its SRTP keys. The API shares the viewer
-// codecs and settings of ViewerAPI, answers as the DTLS server, and
-// records the handshake for DirectSend.
-func (e *Engine) NewViewer() (*webrtc.API, *DirectSend) {
+// NewViewer returns an API for the PeerConnection that answers a viewer's
+// offer, and the DirectSend that captures its SRTP keys. The API shares
+// the viewer codecs and settings of ViewerAPI, answers as the DTLS server,
+// and records the handshake for DirectSend. An offer with
+// a=setup:passive (the viewer wants to be the DTLS server) gets ViewerAPI
+// itself, which answers active, and a nil DirectSend: pion's answering
+// role is a fixed setting, not a preference, and passive on both ends
+// would never connect.
+func (e *Engine) NewViewer(offer string) (*webrtc.API, *DirectSend) {
+	if strings.Contains(offer, "a=setup:passive") {
+		return e.viewer, nil
+	}
 	d := &DirectSend{e: e}
 	se := e.se
 	se.SetDTLSKeyLogWriter(d)
@@ -183,6 +190,9 @@ var errNotDirect = errors.New("direct send not possible")
 // sends fail and lost is called: the session must end, since pion's own
 // SRTP context could not carry on where ours stopped.
 func (d *DirectSend) Writer(pc *webrtc.PeerConnection, lost func()) (*DirectWriter, error) {
+	if d == nil {
+		return nil, fmt.Errorf("%w: the viewer offered setup:passive", errNotDirect)
+	}
 	sctp := pc.SCTP()
 	if sctp == nil || sctp.Transport() == nil {
 		return nil, fmt.Errorf("%w: no DTLS transport", errNotDirect)

@@ -164,7 +164,7 @@ type session struct {
 }
 
 func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router, raw string, offer *rtc.Offer, pin string) (*session, string, error) {
-	api, direct := h.cfg.Engine.NewViewer()
+	api, direct := h.cfg.Engine.NewViewer(raw)
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, "", fmt.Errorf("new peer connection: %w", err)
