@@ -165,6 +165,8 @@ func (d *DirectSend) keys() (key, salt []byte, profile srtp.ProtectionProfile, e
 	if err := cfg.ExtractSessionKeysFromDTLS(x, false); err != nil {
 		return nil, nil, 0, err
 	}
+	clear(d.master) // not needed again: the keys are derived once
+	d.master = nil
 	return cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile, nil
 }
 
