@@ -76,7 +76,7 @@ func (e *Engine) NewViewer(offer string) (*webrtc.API, *DirectSend) {
 	se.SetDTLSKeyLogWriter(d)
 	se.SetDTLSServerHelloMessageHook(d.onServerHello)
 	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
-		panic(err) // only refused for roles other than client and server
+		return e.viewer, nil // refused only for roles other than client and server
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(e.viewerMedia), webrtc.WithInterceptorRegistry(e.viewerInterceptors),
 		webrtc.WithSettingEngine(se)), d
