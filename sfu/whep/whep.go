@@ -176,14 +176,13 @@ func (h *Handler) newSession(ctx context.Context, id string, router *sfu.Router,
 		switched: make(chan struct{}, 1), pin: pin, mids: map[*downTrack]string{},
 		policy: layerPolicy{start: time.Now()}, direct: direct,
 	}
-	fail := func() { s.failOnce.Do(func() { close(s.failed) }) }
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("connection state", "state", st.String())
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
 			s.connOnce.Do(func() { close(s.connected) })
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-			fail()
+			s.fail()
 		}
 	})
 	abort := func(err error) (*session, string, error) {
@@ -252,6 +251,9 @@ func (s *session) AddCandidates(f signal.Fragment) error { return signal.AddCand
 // Stream names the stream the session plays.
 func (s *session) Stream() string { return s.router.Name() }
 
+// fail ends the session: its connection failed or can no longer carry it.
+func (s *session) fail() { s.failOnce.Do(func() { close(s.failed) }) }
+
 // sendDirect moves the viewer's RTP onto the media socket's direct send
 // path (rtc.DirectSend) when the connection allows it; otherwise pion's
 // write path carries it, as it did before the direct path existed.
@@ -260,7 +262,7 @@ func (s *session) sendDirect() {
 		// ICE moved the viewer off our UDP socket (to ICE-TCP): our SRTP
 		// context cannot move with it. The viewer reconnects.
 		s.log.Info("viewer's path left the UDP socket; closing the session")
-		s.failOnce.Do(func() { close(s.failed) })
+		s.fail()
 	})
 	if err != nil {
 		s.log.Debug("viewer stays on pion's write path", "reason", err)
