@@ -125,10 +125,11 @@ func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, tcp, le
 	if loopback {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		network := webrtc.NetworkTypeUDP4
 		if tcp {
-			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+			network = webrtc.NetworkTypeTCP4
 		}
+		se.SetNetworkTypes([]webrtc.NetworkType{network})
 		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil

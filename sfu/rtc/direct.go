@@ -288,7 +288,7 @@ func (w *DirectWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	w.mu.Lock()
 	out, err := w.ctx.EncryptRTP(buf[:n], buf[:n], &w.hdr)
 	w.mu.Unlock()
-	if err != nil || len(out) > MaxDatagram || &out[0] != &buf[0] {
+	if err != nil || &out[0] != &buf[0] { // in place, so within the buffer
 		w.b.pool.Put(buf)
 		if err == nil {
 			err = errors.New("rtc: SRTP did not encrypt in place")
