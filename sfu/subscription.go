@@ -19,6 +19,7 @@ type subscription struct {
 	waitKeyframe bool
 	stopped      bool
 	forSwitch    bool // the keyframe request at the start is a switch's (ForSwitch)
+	shared       bool // delivered by a track's worker (Shared)
 	// after is the newest packet queued from the history (FromRecentKeyframe):
 	// the track may still hand it, or an older one, to enqueue.
 	after       uint64
@@ -31,6 +32,12 @@ type subscription struct {
 	// channels, was 5 % of the server's CPU at 200 viewers.
 	wake chan struct{}
 	wg   sync.WaitGroup
+	// w, when set, delivers the packets instead of a goroutine of the
+	// subscription's own (Shared). deliverMu is held while a packet is
+	// delivered, so that stop can wait for it.
+	w         *fanoutWorker
+	deliverMu sync.Mutex
+	bsub      BatchSubscriber // sub, if it is one and shared
 
 	delivered, dropped, writeErrors atomic.Uint64
 	lastWarn                        atomic.Int64 // unix nanos of the last overflow warning
@@ -51,17 +58,25 @@ func newSubscription(t *Track, s Subscriber, opts ...SubscribeOption) *subscript
 	return sub
 }
 
-func (s *subscription) start() { s.wg.Go(s.run) }
+// start starts the subscription's own goroutine; a shared one's worker
+// finds it in the track's list.
+func (s *subscription) start() {
+	if s.w == nil {
+		s.wg.Go(s.run)
+	}
+}
 
 // overflowWarnEvery rate-limits the overflow warning per subscription.
 const overflowWarnEvery = 5 * time.Second
 
-// enqueue runs on the track's goroutine and never blocks.
-func (s *subscription) enqueue(p *Packet) {
+// enqueue runs on the track's goroutine and never blocks. It reports
+// whether it queued p; a shared subscription's worker is then for the
+// caller to wake.
+func (s *subscription) enqueue(p *Packet) bool {
 	s.mu.Lock()
 	if s.stopped || (s.waitKeyframe && !p.Keyframe) || p.Seq <= s.after {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.waitKeyframe = false
 	if s.head-s.tail == uint64(len(s.ring)) {
@@ -80,18 +95,25 @@ func (s *subscription) enqueue(p *Packet) {
 		if last := s.lastWarn.Load(); now-last > int64(overflowWarnEvery) && s.lastWarn.CompareAndSwap(last, now) {
 			s.t.log.Warn("subscriber queue full, dropping packets", "dropped_total", n, "queue", len(s.ring))
 		}
-		return
+		return false
 	}
 	p.retain()
 	s.ring[s.head&s.mask] = p
 	s.head++
 	s.mu.Unlock()
-	s.wakeUp()
+	if s.w == nil {
+		s.wakeUp()
+	}
+	return true
 }
 
-// wakeUp tells the goroutine there are packets to deliver, or that it is
-// stopped.
+// wakeUp tells the goroutine (or the worker) there are packets to
+// deliver, or that it is stopped.
 func (s *subscription) wakeUp() {
+	if s.w != nil {
+		s.w.wakeUp()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -101,29 +123,67 @@ func (s *subscription) wakeUp() {
 func (s *subscription) run() {
 	for {
 		<-s.wake
-		for {
-			s.mu.Lock()
-			if s.stopped {
-				s.mu.Unlock()
-				return
-			}
-			if s.tail == s.head {
-				s.mu.Unlock()
-				break
-			}
-			p := s.ring[s.tail&s.mask]
-			s.ring[s.tail&s.mask] = nil
-			s.tail++
-			s.mu.Unlock()
-
-			if err := s.sub.WriteRTP(p); err != nil {
-				s.writeErrors.Add(1)
-			} else {
-				s.delivered.Add(1)
-			}
-			p.Release()
+		if _, stopped := s.drain(nil); stopped {
+			return
 		}
 	}
+}
+
+// drain delivers the queued packets and says how many, and whether the
+// subscription is stopped. w is the worker delivering them, nil for the
+// subscription's own goroutine.
+func (s *subscription) drain(w *fanoutWorker) (n int, stopped bool) {
+	s.deliverMu.Lock()
+	defer s.deliverMu.Unlock()
+	for {
+		s.mu.Lock()
+		if s.stopped {
+			s.mu.Unlock()
+			return n, true
+		}
+		if s.tail == s.head {
+			s.mu.Unlock()
+			return n, false
+		}
+		p := s.ring[s.tail&s.mask]
+		s.ring[s.tail&s.mask] = nil
+		s.tail++
+		s.mu.Unlock()
+
+		var err error
+		if by := s.batcher(w); by != nil {
+			err = s.bsub.WriteRTPBatch(p, w.batch(by))
+		} else {
+			err = s.sub.WriteRTP(p)
+		}
+		if err != nil {
+			s.writeErrors.Add(1)
+		} else {
+			s.delivered.Add(1)
+		}
+		p.Release()
+		n++
+	}
+}
+
+// batcher returns the subscriber's Batcher when worker w delivers.
+func (s *subscription) batcher(w *fanoutWorker) Batcher {
+	if w == nil || s.bsub == nil {
+		return nil
+	}
+	return s.bsub.Batcher()
+}
+
+// wait returns once the goroutine has ended, or the worker is done with
+// the subscription. stopped is set.
+func (s *subscription) wait() {
+	if s.w == nil {
+		s.wg.Wait()
+		return
+	}
+	s.deliverMu.Lock()
+	//nolint:staticcheck // empty critical section: waits for a delivery in progress
+	s.deliverMu.Unlock()
 }
 
 // stop ends the goroutine, waits for it and releases queued packets.
@@ -131,13 +191,15 @@ func (s *subscription) stop() {
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
-		s.wg.Wait()
+		s.wait()
 		return
 	}
 	s.stopped = true
 	s.mu.Unlock()
-	s.wakeUp() // it sees stopped when it takes the lock next
-	s.wg.Wait()
+	if s.w == nil {
+		s.wakeUp() // it sees stopped when it takes the lock next
+	}
+	s.wait()
 	s.mu.Lock()
 	for ; s.tail != s.head; s.tail++ {
 		s.ring[s.tail&s.mask].Release()

@@ -121,6 +121,9 @@ type Track struct {
 	keySeq   uint64 // forwarding Seq of the latest keyframe's first packet, 0 if none
 	closed   bool
 	done     chan struct{}
+	// workers deliver the shared subscriptions' packets (Shared), nil
+	// while there are none.
+	workers *workerSet
 
 	// Read loop state, touched only by WriteRTP's goroutine.
 	started     bool
@@ -290,9 +293,15 @@ func (t *Track) forward(pkt *Packet) error {
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(pkt.Payload)))
 	if subs := t.subs.Load(); subs != nil {
+		var ws [maxWorkers]*fanoutWorker
+		var wake uint32
 		for _, s := range *subs {
-			s.enqueue(pkt)
+			if s.enqueue(pkt) && s.w != nil {
+				ws[s.w.idx] = s.w
+				wake |= 1 << s.w.idx
+			}
 		}
+		wakeWorkers(&ws, wake)
 	}
 	return nil
 }
@@ -461,6 +470,8 @@ func (t *Track) Close() {
 	t.closed = true
 	close(t.done)
 	subs := t.subs.Swap(nil)
+	workers := t.workers
+	t.workers = nil
 	hist := t.history
 	t.history = make([]*Packet, len(hist))
 	t.mu.Unlock()
@@ -477,6 +488,9 @@ func (t *Track) Close() {
 			s.stop()
 		}
 	}
+	if workers != nil {
+		workers.stop()
+	}
 	for _, p := range hist {
 		if p != nil {
 			p.Release()
@@ -485,9 +499,10 @@ func (t *Track) Close() {
 }
 
 // Subscriber receives one Track's packets, in order, from a goroutine that
-// the Track's subscription owns. WriteRTP should return quickly: while it
-// runs, that subscriber's queue fills (never the publisher's). It must not
-// retain p or modify it after it returns.
+// the Track's subscription owns (or one of the track's shared workers, see
+// Shared). WriteRTP should return quickly: while it runs, that subscriber's
+// queue fills (never the publisher's). It must not retain p or modify it
+// after it returns.
 type Subscriber interface {
 	WriteRTP(p *Packet) error
 }
@@ -516,6 +531,18 @@ func WithoutKeyframeStart() SubscribeOption {
 // the track: its keyframe request is a RequestSwitchKeyframe.
 func ForSwitch() SubscribeOption {
 	return func(s *subscription) { s.forSwitch = true }
+}
+
+// Shared delivers the subscription's packets on one of the track's shared
+// workers (one per core) instead of a goroutine of its own: a packet then
+// wakes a worker per core rather than a goroutine per subscriber. It is
+// for subscribers whose WriteRTP never waits on their peer, such as WHEP
+// viewers on the direct send path, which only encrypt and queue a
+// datagram: a WriteRTP that blocks holds up every subscription of its
+// worker (their queues fill and drop; the publisher never waits). A
+// BatchSubscriber's sends go to the worker's batch.
+func Shared() SubscribeOption {
+	return func(s *subscription) { s.shared = true }
 }
 
 // Backfill says where a subscription made with FromRecentKeyframe started:
@@ -597,13 +624,20 @@ func (t *Track) Subscribe(s Subscriber, opts ...SubscribeOption) (unsubscribe fu
 		list = make([]*subscription, 0, len(*old)+1)
 		list = append(list, *old...)
 	}
-	if t.backfillLocked(sub) {
+	if sub.shared {
+		sub.w = t.workerLocked()
+		sub.bsub, _ = s.(BatchSubscriber)
+	}
+	backfilled := t.backfillLocked(sub)
+	if backfilled {
 		askKeyframe = false
-		sub.wakeUp()
 	}
 	list = append(list, sub)
 	t.subs.Store(&list)
 	sub.start()
+	if backfilled {
+		sub.wakeUp() // after the store: a shared worker finds it in the list
+	}
 	t.mu.Unlock()
 
 	if askKeyframe {
@@ -617,6 +651,7 @@ func (t *Track) Subscribe(s Subscriber, opts ...SubscribeOption) (unsubscribe fu
 }
 
 func (t *Track) unsubscribe(sub *subscription) {
+	var idle *workerSet
 	t.mu.Lock()
 	if old := t.subs.Load(); old != nil {
 		list := make([]*subscription, 0, len(*old))
@@ -625,10 +660,16 @@ func (t *Track) unsubscribe(sub *subscription) {
 				list = append(list, s)
 			}
 		}
+		if len(list) < len(*old) && sub.w != nil {
+			idle = t.releaseWorkerLocked(sub.w)
+		}
 		t.subs.Store(&list)
 	}
 	t.mu.Unlock()
 	sub.stop()
+	if idle != nil {
+		idle.stop()
+	}
 }
 
 // String names the track in logs.

@@ -254,7 +254,7 @@ type writer struct {
 	queued []time.Duration
 }
 
-func (b *batchConn) writeLoop(queue chan outDatagram) {
+func (b *batchConn) newWriter() *writer {
 	w := &writer{
 		b:      b,
 		msgs:   make([]ipv6.Message, batchSize),
@@ -269,6 +269,42 @@ func (b *batchConn) writeLoop(queue chan outDatagram) {
 		w.msgs[i].Buffers = make([][]byte, 1, gsoMaxSegments)
 		w.oob[i] = make([]byte, 0, gsoSpace)
 	}
+	return w
+}
+
+// push puts d into the batch, which owns its buffer from then on, and
+// reports whether the batch is full.
+func (w *writer) push(d outDatagram, gso bool) (full bool) {
+	w.add(d, gso)
+	w.bufs = append(w.bufs, d.buf)
+	w.queued = append(w.queued, d.queued)
+	return w.n == batchSize || len(w.bufs) == drainMax
+}
+
+// flush sends the batch, counts it and empties it.
+func (w *writer) flush() {
+	if len(w.bufs) == 0 {
+		return
+	}
+	b := w.b
+	w.send()
+	b.sent.Add(uint64(len(w.bufs)))
+	if b.wait != nil {
+		now := time.Since(b.epoch)
+		for _, q := range w.queued {
+			b.wait.Observe(now - q)
+		}
+	}
+	for _, buf := range w.bufs {
+		b.pool.Put(buf)
+	}
+	w.n = 0
+	w.bufs = w.bufs[:0]
+	w.queued = w.queued[:0]
+}
+
+func (b *batchConn) writeLoop(queue chan outDatagram) {
+	w := b.newWriter()
 	for {
 		var d outDatagram
 		select {
@@ -280,34 +316,43 @@ func (b *batchConn) writeLoop(queue chan outDatagram) {
 				return
 			}
 		}
-		w.n = 0
-		w.bufs = w.bufs[:0]
-		w.queued = w.queued[:0]
 		gso := b.gso.Load()
-		for more := true; more; {
-			w.add(d, gso)
-			w.bufs = append(w.bufs, d.buf)
-			w.queued = append(w.queued, d.queued)
-			if w.n == batchSize || len(w.bufs) == drainMax {
-				break
-			}
+		for !w.push(d, gso) {
 			select {
 			case d = <-queue:
+				continue
 			default:
-				more = false
 			}
+			break
 		}
-		w.send()
-		b.sent.Add(uint64(len(w.bufs)))
-		if b.wait != nil {
-			now := time.Since(b.epoch)
-			for _, q := range w.queued {
-				b.wait.Observe(now - q)
-			}
-		}
-		for _, buf := range w.bufs {
-			b.pool.Put(buf)
-		}
+		w.flush()
+	}
+}
+
+// SendBatch is a batch of datagrams that its owner sends itself
+// (sfu.Batch): a track's shared worker leaves the datagrams of a pass over
+// its viewers in one and sends them with as few system calls as the
+// queue's writers would, without handing each datagram to a writer's
+// goroutine. It is for one goroutine at a time.
+type SendBatch struct{ w *writer }
+
+var (
+	_ sfu.Batcher = (*batchConn)(nil)
+	_ sfu.Batch   = (*SendBatch)(nil)
+)
+
+// NewBatch makes a SendBatch on the socket (sfu.Batcher).
+func (b *batchConn) NewBatch() sfu.Batch { return &SendBatch{w: b.newWriter()} }
+
+// Flush sends what the batch holds.
+func (s *SendBatch) Flush() { s.w.flush() }
+
+// put adds a datagram (buf, n bytes, from the socket's pool) and sends the
+// batch when it is full.
+func (s *SendBatch) put(buf *[MaxDatagram]byte, n int, addr netip.AddrPort) {
+	b := s.w.b
+	if s.w.push(outDatagram{buf: buf, n: n, addr: addr, queued: time.Since(b.epoch)}, b.gso.Load()) {
+		s.w.flush()
 	}
 }
 

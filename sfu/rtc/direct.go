@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/hybridcast/hybridcast/sfu"
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/prf"
 	"github.com/pion/dtls/v3/pkg/protocol/extension"
@@ -271,18 +272,51 @@ func udpAddr(p *webrtc.ICECandidatePair) (netip.AddrPort, bool) {
 
 // WriteRTP encrypts the packet and queues it on the media socket.
 func (w *DirectWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	buf, n, err := w.seal(h, payload)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.b.queue(buf, n, *w.addr.Load()); err != nil {
+		return 0, err
+	}
+	return len(payload) + h.MarshalSize(), nil
+}
+
+// Batcher returns the media socket, which makes the batches WriteRTPTo
+// takes (sfu.Batcher).
+func (w *DirectWriter) Batcher() sfu.Batcher { return w.b }
+
+// WriteRTPTo is WriteRTP with the datagram left in b, a batch of the
+// media socket (Batcher), instead of on the socket's queue. The batch's
+// owner sends it.
+func (w *DirectWriter) WriteRTPTo(b sfu.Batch, h *rtp.Header, payload []byte) (int, error) {
+	sb, ok := b.(*SendBatch)
+	if !ok || sb.w.b != w.b {
+		return w.WriteRTP(h, payload)
+	}
+	buf, n, err := w.seal(h, payload)
+	if err != nil {
+		return 0, err
+	}
+	sb.put(buf, n, *w.addr.Load())
+	return len(payload) + h.MarshalSize(), nil
+}
+
+// seal marshals and encrypts the packet into a buffer of the socket's
+// pool, n bytes long, which the caller then owns.
+func (w *DirectWriter) seal(h *rtp.Header, payload []byte) (buf *[MaxDatagram]byte, n int, err error) {
 	if w.lost.Load() {
-		return 0, errPathLost
+		return nil, 0, errPathLost
 	}
 	hl := h.MarshalSize()
-	n := hl + len(payload)
+	n = hl + len(payload)
 	if n+srtpOverhead > MaxDatagram {
-		return 0, fmt.Errorf("rtc: RTP packet of %d bytes too large", n)
+		return nil, 0, fmt.Errorf("rtc: RTP packet of %d bytes too large", n)
 	}
-	buf := w.b.pool.Get().(*[MaxDatagram]byte)
+	buf = w.b.pool.Get().(*[MaxDatagram]byte)
 	if _, err := h.MarshalTo(buf[:hl]); err != nil {
 		w.b.pool.Put(buf)
-		return 0, err
+		return nil, 0, err
 	}
 	copy(buf[hl:], payload)
 	w.mu.Lock()
@@ -293,12 +327,9 @@ func (w *DirectWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 		if err == nil {
 			err = errors.New("rtc: SRTP did not encrypt in place")
 		}
-		return 0, err
+		return nil, 0, err
 	}
-	if err := w.b.queue(buf, len(out), *w.addr.Load()); err != nil {
-		return 0, err
-	}
-	return n, nil
+	return buf, len(out), nil
 }
 
 // Write sends one marshalled RTP packet.

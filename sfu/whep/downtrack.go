@@ -26,10 +26,13 @@ type downTrack struct {
 	bound     chan struct{} // closed by the first Bind
 	boundOnce sync.Once
 
-	sendMu   sync.Mutex              // orders writeFrom's sends; taken under mu, held after it
-	mu       sync.Mutex              // guards everything below
-	writer   webrtc.TrackLocalWriter // pion's, or direct once set
-	direct   webrtc.TrackLocalWriter // the direct send path (rtc.DirectWriter), nil if not taken
+	sendMu sync.Mutex              // orders writeFrom's sends; taken under mu, held after it
+	mu     sync.Mutex              // guards everything below
+	writer webrtc.TrackLocalWriter // pion's, or direct once set
+	direct *rtc.DirectWriter       // the direct send path, nil if not taken
+	// batcher is direct's, once set: subscriptions on a track's shared
+	// workers then leave their sends in the worker's batch.
+	batcher  atomic.Pointer[sfu.Batcher]
 	ssrc     uint32
 	codecs   []webrtc.RTPCodecParameters
 	src      *sfu.Track // forwarded now
@@ -62,8 +65,8 @@ type downTrack struct {
 }
 
 var (
-	_ webrtc.TrackLocal = (*downTrack)(nil)
-	_ sfu.Subscriber    = (*source)(nil)
+	_ webrtc.TrackLocal   = (*downTrack)(nil)
+	_ sfu.BatchSubscriber = (*source)(nil)
 )
 
 func newDownTrack(kind webrtc.RTPCodecType, streamID string, switched chan struct{}, log *slog.Logger) *downTrack {
@@ -113,15 +116,17 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	return chosen, nil
 }
 
-// setDirect sends the track's packets through w (rtc.DirectWriter) from
-// now on, instead of through pion's writer.
-func (d *downTrack) setDirect(w webrtc.TrackLocalWriter) {
+// setDirect sends the track's packets through w from now on, instead of
+// through pion's writer.
+func (d *downTrack) setDirect(w *rtc.DirectWriter) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.direct = w
 	if d.writer != nil {
 		d.writer = w
 	}
+	by := w.Batcher()
+	d.batcher.Store(&by)
 }
 
 // Unbind is called by pion when the sender stops.
@@ -181,7 +186,29 @@ func (sc *scratch) send(w webrtc.TrackLocalWriter, payload []byte, astID uint8) 
 	return err
 }
 
-func (s *source) WriteRTP(p *sfu.Packet) error { return s.d.writeFrom(s, p) }
+// sendTo is send through the direct path, with the datagram left in b.
+func (sc *scratch) sendTo(w *rtc.DirectWriter, b sfu.Batch, payload []byte, astID uint8) error {
+	if astID != 0 {
+		setAbsSendTime(&sc.hdr, astID, &sc.ast, time.Now())
+	}
+	_, err := w.WriteRTPTo(b, &sc.hdr, payload)
+	return err
+}
+
+func (s *source) WriteRTP(p *sfu.Packet) error { return s.d.writeFrom(s, p, nil) }
+
+// Batcher returns the direct path's batcher once the viewer is on it
+// (sfu.BatchSubscriber).
+func (s *source) Batcher() sfu.Batcher {
+	if by := s.d.batcher.Load(); by != nil {
+		return *by
+	}
+	return nil
+}
+
+// WriteRTPBatch forwards one packet, leaving its datagram in b when it
+// takes the direct path (sfu.BatchSubscriber).
+func (s *source) WriteRTPBatch(p *sfu.Packet, b sfu.Batch) error { return s.d.writeFrom(s, p, b) }
 
 // follow makes t the track to switch to: the next packet from t, which a
 // keyframe-gated subscription makes a keyframe, switches to it. Until then
@@ -224,8 +251,10 @@ func (d *downTrack) switchLocked(t *sfu.Track) {
 }
 
 // writeFrom forwards one packet of src's track. It runs on that track's
-// subscription goroutine for this viewer.
-func (d *downTrack) writeFrom(src *source, p *sfu.Packet) error {
+// subscription goroutine for this viewer, or on one of its shared workers:
+// then b, if not nil, is the worker's batch, which takes the datagram
+// when it goes by the direct path.
+func (d *downTrack) writeFrom(src *source, p *sfu.Packet, b sfu.Batch) error {
 	t := src.track
 	d.mu.Lock()
 	switch {
@@ -256,9 +285,15 @@ func (d *downTrack) writeFrom(src *source, p *sfu.Packet) error {
 	// here: sendMu, taken before mu is let go, keeps the packets in the
 	// order of their rewritten sequence numbers (a viewer would see the
 	// old layer's last packet after the new layer's first as a loss).
+	direct := d.direct
 	d.sendMu.Lock()
 	d.mu.Unlock()
-	err := src.send(w, payload, astID)
+	var err error
+	if b != nil && direct != nil && w == webrtc.TrackLocalWriter(direct) {
+		err = src.sendTo(direct, b, payload, astID)
+	} else {
+		err = src.send(w, payload, astID)
+	}
 	d.sendMu.Unlock()
 	if err != nil {
 		return err

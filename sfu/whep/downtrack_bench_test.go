@@ -51,7 +51,7 @@ func benchDownTrackOn(b *testing.B, layers, on int, switching bool) {
 		p.Seq++
 		p.Timestamp += 3000
 		for _, src := range srcs { // one packet of each subscribed layer
-			if err := dt.writeFrom(src, p); err != nil {
+			if err := dt.writeFrom(src, p, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -50,7 +50,7 @@ func TestProbeSendsRTXCopies(t *testing.T) {
 		if p == nil {
 			t.Fatalf("packet %d not in the history", i)
 		}
-		if err := dt.writeFrom(src, p); err != nil {
+		if err := dt.writeFrom(src, p, nil); err != nil {
 			t.Fatal(err)
 		}
 		p.Release()

@@ -348,6 +348,11 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 				} else {
 					src := dt.follow(want)
 					opts := []sfu.SubscribeOption{sfu.ForSwitch()}
+					if s.directPath.Load() {
+						// The direct path only encrypts and queues: no
+						// write waits on the viewer.
+						opts = append(opts, sfu.Shared())
+					}
 					if cur == nil {
 						opts = append(opts, sfu.FromRecentKeyframe(joinBackfillAge, func(b sfu.Backfill) { src.backfill = b }))
 					}
