@@ -41,8 +41,19 @@ import (
 // lost 6 % of frames).
 type batchConn struct {
 	*net.UDPConn
-	batch *ipv6.PacketConn // the socket is dual-stack (udp on "::" or an IPv6 address) or IPv4; see newBatchConn
-	v4    bool
+	// outs send on the socket, each a duplicate of the socket's
+	// descriptor (outs[0] the socket itself): one per writer, and
+	// outsPerWriter times as many for the SendBatches, which take them in
+	// turn. Go serialises the writes on one descriptor (its write lock),
+	// so with one, sends from two cores took turns and the second waited
+	// parked: at 200 viewers goroutines spent 0.9 s of every 4 s waiting
+	// for that lock. The duplicates are the same kernel socket, which
+	// sends UDP from several threads at once. The socket is dual-stack
+	// (udp on "::" or an IPv6 address) or IPv4; see newBatchConn.
+	outs    []*ipv6.PacketConn
+	dups    []net.PacketConn // the duplicates, closed with the socket
+	nextOut atomic.Uint32    // SendBatches take outs in turn
+	v4      bool
 
 	queues []chan outDatagram // one per writer; a destination always uses the same one, so its datagrams stay in order
 	pool   sync.Pool
@@ -84,6 +95,10 @@ const MaxDatagram = 1500
 const (
 	batchSize  = 64
 	queueDepth = 4096
+	// outsPerWriter is how many descriptors the SendBatches have per
+	// writer: a track's shared workers (one per core, for audio and for
+	// video) each have a batch, and a stream's should not share one.
+	outsPerWriter = 2
 )
 
 var (
@@ -99,7 +114,6 @@ func newBatchConn(c *net.UDPConn, wait *sfu.LatencyHistogram, arrivals *sfu.Arri
 	la, _ := c.LocalAddr().(*net.UDPAddr)
 	b := &batchConn{
 		UDPConn:  c,
-		batch:    ipv6.NewPacketConn(c),
 		v4:       la != nil && la.IP.To4() != nil,
 		queues:   make([]chan outDatagram, writers()),
 		done:     make(chan struct{}),
@@ -111,11 +125,31 @@ func newBatchConn(c *net.UDPConn, wait *sfu.LatencyHistogram, arrivals *sfu.Arri
 	b.oobs.New = func() any { oob := make([]byte, kstamp.OOBSize); return &oob }
 	b.gso.Store(gsoSupported(c))
 	b.pool.New = func() any { return new([MaxDatagram]byte) }
+	b.outs = append(b.outs, ipv6.NewPacketConn(c))
+	for range len(b.queues)*(1+outsPerWriter) - 1 {
+		d, err := dupConn(c)
+		if err != nil {
+			break // the writers share the descriptors there are
+		}
+		b.dups = append(b.dups, d)
+		b.outs = append(b.outs, ipv6.NewPacketConn(d))
+	}
 	for i := range b.queues {
 		b.queues[i] = make(chan outDatagram, queueDepth)
-		b.wg.Go(func() { b.writeLoop(b.queues[i]) }) // joined in Close
+		out := b.outs[i%len(b.outs)]
+		b.wg.Go(func() { b.writeLoop(b.queues[i], out) }) // joined in Close
 	}
 	return b
+}
+
+// dupConn returns a second descriptor of c's socket, for sending.
+func dupConn(c *net.UDPConn) (net.PacketConn, error) {
+	f, err := c.File()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return net.FilePacketConn(f)
 }
 
 // ReadFromAddrPort reads one datagram, and records an RTP packet's
@@ -189,6 +223,9 @@ func (b *batchConn) Close() error {
 	b.once.Do(func() {
 		close(b.done)
 		b.wg.Wait()
+		for _, d := range b.dups {
+			_ = d.Close()
+		}
 	})
 	return b.UDPConn.Close()
 }
@@ -244,6 +281,7 @@ func (w *writer) add(d outDatagram, gso bool) {
 // writer is one send goroutine's batch, reused from call to call.
 type writer struct {
 	b      *batchConn
+	sock   *ipv6.PacketConn // the descriptor it sends on
 	msgs   []ipv6.Message
 	out    []outMsg
 	oob    [][]byte
@@ -254,9 +292,10 @@ type writer struct {
 	queued []time.Duration
 }
 
-func (b *batchConn) newWriter() *writer {
+func (b *batchConn) newWriter(out *ipv6.PacketConn) *writer {
 	w := &writer{
 		b:      b,
+		sock:   out,
 		msgs:   make([]ipv6.Message, batchSize),
 		out:    make([]outMsg, batchSize),
 		oob:    make([][]byte, batchSize),
@@ -303,8 +342,8 @@ func (w *writer) flush() {
 	w.queued = w.queued[:0]
 }
 
-func (b *batchConn) writeLoop(queue chan outDatagram) {
-	w := b.newWriter()
+func (b *batchConn) writeLoop(queue chan outDatagram, out *ipv6.PacketConn) {
+	w := b.newWriter(out)
 	for {
 		var d outDatagram
 		select {
@@ -342,7 +381,15 @@ var (
 )
 
 // NewBatch makes a SendBatch on the socket (sfu.Batcher).
-func (b *batchConn) NewBatch() sfu.Batch { return &SendBatch{w: b.newWriter()} }
+// Batches take the socket's descriptors in turn.
+func (b *batchConn) NewBatch() sfu.Batch {
+	i := int(b.nextOut.Add(1) - 1)
+	if n := len(b.outs) - len(b.queues); n > 0 {
+		i = len(b.queues) + i%n // those after the writers'
+	}
+	out := b.outs[i%len(b.outs)]
+	return &SendBatch{w: b.newWriter(out)}
+}
 
 // Flush sends what the batch holds.
 func (s *SendBatch) Flush() { s.w.flush() }
@@ -360,7 +407,7 @@ func (s *SendBatch) put(buf *[MaxDatagram]byte, n int, addr netip.AddrPort) {
 func (w *writer) send() {
 	msgs := w.msgs[:w.n]
 	for sent := 0; sent < len(msgs); {
-		k, err := w.b.batch.WriteBatch(msgs[sent:], 0)
+		k, err := w.sock.WriteBatch(msgs[sent:], 0)
 		w.b.calls.Add(1)
 		for _, m := range msgs[sent : sent+max(k, 0)] {
 			if len(m.Buffers) > 1 {
