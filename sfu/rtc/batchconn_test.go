@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -178,5 +179,83 @@ func TestBatchConnSegments(t *testing.T) {
 				t.Errorf("GSO off, but %d datagrams left in segmented sends", seg)
 			}
 		})
+	}
+}
+
+// openFDs counts the process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot count descriptors: %v", err)
+	}
+	return len(ents)
+}
+
+// TestSendBatchesOnDuplicates: SendBatches send on duplicates of the
+// socket's descriptor, from several goroutines at once; every datagram
+// arrives from the socket's own address, each batch's in its order, and
+// Close releases the duplicates.
+func TestSendBatchesOnDuplicates(t *testing.T) {
+	before := openFDs(t)
+	sc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := newBatchConn(sc, nil, nil)
+	if len(bc.outs) < 2 {
+		t.Fatalf("%d send descriptors, want several", len(bc.outs))
+	}
+	rc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	receiveBuffer(t, rc, 8<<20)
+	to := rc.LocalAddr().(*net.UDPAddr).AddrPort()
+	const senders, each = 4, 200
+	done := make(chan struct{})
+	for s := range senders {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			b := bc.NewBatch().(*SendBatch)
+			for i := range each {
+				buf := bc.pool.Get().(*[MaxDatagram]byte)
+				binary.BigEndian.PutUint32(buf[:], uint32(s<<16|i))
+				b.put(buf, 100, to)
+				if i%50 == 49 {
+					b.Flush()
+				}
+			}
+			b.Flush()
+		}()
+	}
+	for range senders {
+		<-done
+	}
+	next := make([]int, senders)
+	in := make([]byte, 2000)
+	for range senders * each {
+		_ = rc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := rc.ReadFromUDPAddrPort(in)
+		if err != nil {
+			t.Fatalf("after %v datagrams: %v", next, err)
+		}
+		if from != sc.LocalAddr().(*net.UDPAddr).AddrPort() || n != 100 {
+			t.Fatalf("datagram from %v, %d bytes", from, n)
+		}
+		v := binary.BigEndian.Uint32(in)
+		s, i := int(v>>16), int(v&0xffff)
+		if s >= senders || i != next[s] {
+			t.Fatalf("sender %d's datagram %d, want %d", s, i, next[s])
+		}
+		next[s]++
+	}
+	if err := bc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = rc.Close()
+	if after := openFDs(t); after != before {
+		t.Fatalf("%d descriptors open before, %d after Close", before, after)
 	}
 }
