@@ -105,6 +105,7 @@ type config struct {
 	setupTimeout                                    time.Duration
 	serverPID                                       int
 	loopback, allowRemote, pli, lean, yield, stamps bool
+	gro                                             bool
 	rcvbuf                                          int
 	jsonOut, verbose, wakeupProbe                   bool
 	cpuProfile                                      string
@@ -134,6 +135,7 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.rcvbuf, "rcvbuf", 4<<20, "kernel receive buffer per viewer socket, bytes (SO_RCVBUFFORCE as root); 0 keeps the default")
 	flag.BoolVar(&c.lean, "lean", true, "viewers keep only NACK and receiver-report interceptors (no per-packet stats, no TWCC), so the tool costs less than the server")
 	flag.BoolVar(&c.stamps, "kernel-stamps", true, "read each video packet's kernel receive time (SO_TIMESTAMPNS, Linux) and report every packet's latency from the publisher's write to the viewer's socket, apart from the viewers' own wait for the CPU")
+	flag.BoolVar(&c.gro, "gro", true, "viewers' sockets take UDP GRO (Linux): a run of datagrams the server sent in one segmented (GSO) send reaches a viewer whole instead of being cut apart by the kernel on delivery, which on loopback it charges to the server; over a network the server's card cuts the run and the viewer's machine receives it")
 	flag.BoolVar(&c.wakeupProbe, "wakeup-probe", true, "measure over the window how late this machine wakes a normal-priority thread (a 1 ms timer in a process of its own, Linux): the floor under every latency figure")
 	flag.BoolVar(&c.yield, "yield", false, "run the viewers' threads at SCHED_IDLE (Linux) and only the publisher's send thread at normal priority, so the server takes the CPU first, as if the viewers were on other machines; the viewers' own latency figures then include their wait for the CPU")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write the tool's CPU profile over the measurement window to this `file`")
@@ -304,7 +306,7 @@ func run() error {
 	rel := func(t time.Time) time.Duration { return t.Sub(start) }
 	var rep Report
 	rep.Config = reportConfig{URL: base, Stream: cfg.stream, Viewers: cfg.viewers, Ramp: cfg.ramp, Pace: cfg.pace,
-		DurationS: cfg.duration.Seconds(), Video: video.Path, TailMS: ms(cfg.tail), MatchWindowMS: ms(cfg.match)}
+		DurationS: cfg.duration.Seconds(), Video: video.Path, TailMS: ms(cfg.tail), MatchWindowMS: ms(cfg.match), GRO: cfg.gro}
 	if audio != nil {
 		rep.Config.Audio = audio.Path
 	}
@@ -572,7 +574,7 @@ func (vw *viewer) play(ctx context.Context, cfg config, whep string, log *slog.L
 	begin := time.Now()
 	vw.v, vw.err = client.Play(setup, client.PlayConfig{
 		URL: whep, Token: cfg.viewerToken, Loopback: cfg.loopback, Logger: log, HTTPClient: hc,
-		RequestKeyframes: cfg.pli, Lean: cfg.lean, ReceiveBuffer: cfg.rcvbuf, KernelTimestamps: cfg.stamps,
+		RequestKeyframes: cfg.pli, Lean: cfg.lean, ReceiveBuffer: cfg.rcvbuf, KernelTimestamps: cfg.stamps, GRO: cfg.gro,
 		OnFrame: func(f client.VideoFrame) {
 			if len(vw.frames) >= vw.maxFrames {
 				vw.overflow++
@@ -651,6 +653,8 @@ type reportConfig struct {
 	// the scheduling the publisher's send thread got then.
 	Yield           bool   `json:"yield,omitempty"`
 	PublisherThread string `json:"publisher_thread,omitempty"`
+	// GRO: the viewers' sockets took UDP GRO (-gro).
+	GRO bool `json:"gro"`
 }
 
 type viewersReport struct {
@@ -1043,6 +1047,11 @@ func (r *Report) print(w io.Writer) {
 	}
 	if c.Yield {
 		p("scheduling        -yield: viewers at SCHED_IDLE, the publisher's send thread %s", c.PublisherThread)
+	}
+	if c.GRO {
+		p("viewer sockets    -gro: UDP GRO, the server's segmented sends arrive whole (on loopback the kernel's per-datagram delivery is charged to the server)")
+	} else {
+		p("viewer sockets    no GRO: the kernel cuts the server's segmented sends apart on delivery, at the server's expense on loopback")
 	}
 	p("viewers           %d requested, ramp %.0f/s took %.1fs; window %.1fs (asked %.0fs)%s; close took %.1fs",
 		c.Viewers, c.Ramp, r.Ramp.Seconds, r.WindowSeconds, c.DurationS, map[bool]string{true: " INTERRUPTED"}[r.Interrupted], r.CloseSeconds)

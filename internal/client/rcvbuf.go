@@ -8,8 +8,9 @@ import (
 )
 
 // viewerNet is the standard network with, on every UDP socket ICE opens,
-// a larger kernel receive buffer (size > 0) and the kernel's receive time
-// of each RTP packet noted in stamps (non-nil). A load generator that runs
+// a larger kernel receive buffer (size > 0), the kernel's receive time
+// of each RTP packet noted in stamps (non-nil) and UDP GRO (gro, see
+// PlayConfig.GRO). A load generator that runs
 // hundreds of viewers on the server's machine otherwise loses datagrams in
 // the kernel during keyframe bursts (the default buffer is about 200 KB),
 // and the NACKs and PLIs that follow measure the generator, not the
@@ -18,14 +19,15 @@ type viewerNet struct {
 	*stdnet.Net
 	size   int
 	stamps *stampTable
+	gro    bool
 }
 
-func newViewerNet(size int, stamps *stampTable) (transport.Net, error) {
+func newViewerNet(size int, stamps *stampTable, gro bool) (transport.Net, error) {
 	n, err := stdnet.NewNet()
 	if err != nil {
 		return nil, err
 	}
-	return &viewerNet{Net: n, size: size, stamps: stamps}, nil
+	return &viewerNet{Net: n, size: size, stamps: stamps, gro: gro}, nil
 }
 
 func (n *viewerNet) ListenPacket(network, address string) (net.PacketConn, error) {
@@ -48,13 +50,13 @@ func (n *viewerNet) ListenUDP(network string, locAddr *net.UDPAddr) (transport.U
 }
 
 // tune gives a new socket the receive buffer and, wrapped, the kernel
-// receive times the network was made with.
+// receive times and GRO the network was made with.
 func (n *viewerNet) tune(c net.PacketConn) net.PacketConn {
 	if n.size > 0 {
 		setReadBuffer(c, n.size)
 	}
-	if uc, ok := c.(*net.UDPConn); ok && n.stamps != nil {
-		return newStampConn(uc, n.stamps)
+	if uc, ok := c.(*net.UDPConn); ok && (n.stamps != nil || n.gro) {
+		return newStampConn(uc, n.stamps, n.gro)
 	}
 	return c
 }

@@ -66,7 +66,7 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // default interceptors (NACK, RTCP reports, TWCC, header extensions). With
 // loopback set, ICE gathers only 127.0.0.1 over UDP and mDNS is off.
 func newAPI(video []webrtc.RTPCodecParameters, audio bool, loopback bool) (*webrtc.API, error) {
-	return newAPIWith(video, audio, loopback, false, false, false, 0, nil)
+	return newAPIWith(video, audio, loopback, false, false, false, 0, nil, false)
 }
 
 // newAPIWith is newAPI; lean keeps only the interceptors a viewer needs to
@@ -77,7 +77,7 @@ func newAPI(video []webrtc.RTPCodecParameters, audio bool, loopback bool) (*webr
 // kernel receive buffer, and a non-nil stamps is given every RTP packet's
 // kernel receive time (see viewerNet). tcp, with loopback, makes ICE
 // use TCP instead of UDP.
-func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, tcp, lean, rtx bool, rcvbuf int, stamps *stampTable) (*webrtc.API, error) {
+func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, tcp, lean, rtx bool, rcvbuf int, stamps *stampTable, gro bool) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range video {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
@@ -115,8 +115,8 @@ func newAPIWith(video []webrtc.RTPCodecParameters, audio bool, loopback, tcp, le
 		return nil, fmt.Errorf("client: register interceptors: %w", err)
 	}
 	se := webrtc.SettingEngine{}
-	if rcvbuf > 0 || stamps != nil {
-		n, err := newViewerNet(rcvbuf, stamps)
+	if rcvbuf > 0 || stamps != nil || gro {
+		n, err := newViewerNet(rcvbuf, stamps, gro)
 		if err != nil {
 			return nil, fmt.Errorf("client: network: %w", err)
 		}

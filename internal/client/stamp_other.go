@@ -4,5 +4,5 @@ package client
 
 import "net"
 
-// newStampConn returns c: kernel receive times are read on Linux only.
-func newStampConn(c *net.UDPConn, _ *stampTable) net.PacketConn { return c }
+// newStampConn returns c: kernel receive times and UDP GRO are Linux's.
+func newStampConn(c *net.UDPConn, _ *stampTable, _ bool) net.PacketConn { return c }

@@ -63,6 +63,16 @@ type PlayConfig struct {
 	// VideoFrame.KernelAt: a load generator sharing the server's CPU can
 	// then measure the server's delay apart from its own.
 	KernelTimestamps bool
+	// GRO turns on UDP generic receive offload (UDP_GRO, Linux) on the
+	// viewer's sockets: a run of datagrams the server sent in one
+	// segmented send (UDP GSO) reaches the socket whole and is cut apart
+	// in the read, instead of by the kernel datagram by datagram on
+	// delivery. On loopback the kernel charges that delivery to the
+	// sender, so a load generator on the server's machine would add its
+	// own receiving to the server's CPU; over a network the server's card
+	// cuts the run and the receiving is the viewer machine's. Each
+	// datagram of a run has the run's kernel receive time.
+	GRO bool
 	// RTX offers RTX (RFC 4588) for every video codec, as browsers do:
 	// retransmissions then come on their own stream, which pion unwraps
 	// (VideoStats.Repaired counts them).
@@ -117,7 +127,7 @@ func Play(ctx context.Context, cfg PlayConfig) (*Viewer, error) {
 	if cfg.KernelTimestamps {
 		stamps = newStampTable()
 	}
-	api, err := newAPIWith(video, true, cfg.Loopback, cfg.TCP, cfg.Lean, cfg.RTX, cfg.ReceiveBuffer, stamps)
+	api, err := newAPIWith(video, true, cfg.Loopback, cfg.TCP, cfg.Lean, cfg.RTX, cfg.ReceiveBuffer, stamps, cfg.GRO)
 	if err != nil {
 		return nil, err
 	}
