@@ -155,7 +155,7 @@ func (r *Router) Publish(id string) (*Publication, error) {
 	if r.pub != nil {
 		return nil, fmt.Errorf("publish %q: %w", r.name, ErrPublisherExists)
 	}
-	p := &Publication{r: r, id: id, log: r.log.With("publisher", id)}
+	p := &Publication{r: r, id: id, log: r.log.With("publisher", id), workers: &workerPool{}}
 	r.pub = p
 	r.published = time.Now()
 	r.notify()
@@ -164,11 +164,12 @@ func (r *Router) Publish(id string) (*Publication, error) {
 
 // Publication is one publisher's claim on a Router.
 type Publication struct {
-	r      *Router
-	id     string
-	log    *slog.Logger
-	tracks []*Track // guarded by r.mu
-	closed bool     // guarded by r.mu
+	r       *Router
+	id      string
+	log     *slog.Logger
+	workers *workerPool // the tracks' shared workers
+	tracks  []*Track    // guarded by r.mu
+	closed  bool        // guarded by r.mu
 }
 
 // ID returns the identifier given to Publish.
@@ -180,6 +181,7 @@ func (p *Publication) AddTrack(cfg TrackConfig) (*Track, error) {
 		cfg.Logger = p.log
 	}
 	t := NewTrack(cfg)
+	t.workers = p.workers // before anyone can subscribe
 	p.r.mu.Lock()
 	defer p.r.mu.Unlock()
 	if p.closed {

@@ -19,7 +19,8 @@ type subscription struct {
 	waitKeyframe bool
 	stopped      bool
 	forSwitch    bool // the keyframe request at the start is a switch's (ForSwitch)
-	shared       bool // delivered by a track's worker (Shared)
+	shared       bool // delivered by a pool's worker (Shared)
+	affinity     any  // Shared's key
 	// after is the newest packet queued from the history (FromRecentKeyframe):
 	// the track may still hand it, or an older one, to enqueue.
 	after       uint64

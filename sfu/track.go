@@ -121,9 +121,9 @@ type Track struct {
 	keySeq   uint64 // forwarding Seq of the latest keyframe's first packet, 0 if none
 	closed   bool
 	done     chan struct{}
-	// workers deliver the shared subscriptions' packets (Shared), nil
-	// while there are none.
-	workers *workerSet
+	// workers deliver the shared subscriptions' packets (Shared): the
+	// publication's, or the track's own.
+	workers *workerPool
 
 	// Read loop state, touched only by WriteRTP's goroutine.
 	started     bool
@@ -181,6 +181,7 @@ func NewTrack(cfg TrackConfig) *Track {
 		queueSize:        pow2(queue),
 		arrivals:         cfg.Arrivals,
 		history:          make([]*Packet, hist),
+		workers:          &workerPool{},
 		histMask:         uint64(hist - 1),
 		done:             make(chan struct{}),
 	}
@@ -470,8 +471,6 @@ func (t *Track) Close() {
 	t.closed = true
 	close(t.done)
 	subs := t.subs.Swap(nil)
-	workers := t.workers
-	t.workers = nil
 	hist := t.history
 	t.history = make([]*Packet, len(hist))
 	t.mu.Unlock()
@@ -486,10 +485,10 @@ func (t *Track) Close() {
 	if subs != nil {
 		for _, s := range *subs {
 			s.stop()
+			if s.w != nil {
+				t.workers.remove(s)
+			}
 		}
-	}
-	if workers != nil {
-		workers.stop()
 	}
 	for _, p := range hist {
 		if p != nil {
@@ -533,16 +532,19 @@ func ForSwitch() SubscribeOption {
 	return func(s *subscription) { s.forSwitch = true }
 }
 
-// Shared delivers the subscription's packets on one of the track's shared
-// workers (one per core) instead of a goroutine of its own: a packet then
-// wakes a worker per core rather than a goroutine per subscriber. It is
-// for subscribers whose WriteRTP never waits on their peer, such as WHEP
-// viewers on the direct send path, which only encrypt and queue a
-// datagram: a WriteRTP that blocks holds up every subscription of its
-// worker (their queues fill and drop; the publisher never waits). A
-// BatchSubscriber's sends go to the worker's batch.
-func Shared() SubscribeOption {
-	return func(s *subscription) { s.shared = true }
+// Shared delivers the subscription's packets on one of the shared
+// workers of the track's publication (one per core) instead of a
+// goroutine of its own: a packet then wakes a worker per core rather than
+// a goroutine per subscriber. Subscriptions to the publication's tracks
+// with the same affinity key (comparable, not nil: a viewer's, say) are
+// on the same worker, so their packets leave in the order the subscriber
+// wrote them. It is for subscribers whose WriteRTP never waits on their
+// peer, such as WHEP viewers on the direct send path, which only encrypt
+// and queue a datagram: a WriteRTP that blocks holds up every
+// subscription of its worker (their queues fill and drop; the publisher
+// never waits). A BatchSubscriber's sends go to the worker's batch.
+func Shared(affinity any) SubscribeOption {
+	return func(s *subscription) { s.shared, s.affinity = true, affinity }
 }
 
 // Backfill says where a subscription made with FromRecentKeyframe started:
@@ -624,13 +626,15 @@ func (t *Track) Subscribe(s Subscriber, opts ...SubscribeOption) (unsubscribe fu
 		list = make([]*subscription, 0, len(*old)+1)
 		list = append(list, *old...)
 	}
-	if sub.shared {
-		sub.w = t.workerLocked()
-		sub.bsub, _ = s.(BatchSubscriber)
-	}
 	backfilled := t.backfillLocked(sub)
 	if backfilled {
 		askKeyframe = false
+	}
+	if sub.shared {
+		// After the backfill, which fills the queue without its lock: the
+		// worker may drain it from here on.
+		sub.bsub, _ = s.(BatchSubscriber)
+		t.workers.add(sub)
 	}
 	list = append(list, sub)
 	t.subs.Store(&list)
@@ -651,7 +655,6 @@ func (t *Track) Subscribe(s Subscriber, opts ...SubscribeOption) (unsubscribe fu
 }
 
 func (t *Track) unsubscribe(sub *subscription) {
-	var idle *workerSet
 	t.mu.Lock()
 	if old := t.subs.Load(); old != nil {
 		list := make([]*subscription, 0, len(*old))
@@ -660,15 +663,12 @@ func (t *Track) unsubscribe(sub *subscription) {
 				list = append(list, s)
 			}
 		}
-		if len(list) < len(*old) && sub.w != nil {
-			idle = t.releaseWorkerLocked(sub.w)
-		}
 		t.subs.Store(&list)
 	}
 	t.mu.Unlock()
 	sub.stop()
-	if idle != nil {
-		idle.stop()
+	if sub.w != nil {
+		t.workers.remove(sub)
 	}
 }
 

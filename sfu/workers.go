@@ -3,20 +3,57 @@ package sfu
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
-// maxWorkers bounds a track's shared workers (see Shared).
+// maxWorkers bounds a pool's shared workers (see Shared).
 const maxWorkers = 8
 
-// fanoutWorker delivers the packets of the track's shared subscriptions
-// assigned to it (Shared). A packet wakes each worker once instead of
-// each subscriber's goroutine: at 200 viewers the per-subscriber wakeups
+// workerPool has the shared workers (Shared) of a publication's tracks,
+// or of one track made by NewTrack alone. Its workers run while it has
+// shared subscriptions: the first starts them, and they end when the last
+// one leaves, so that no goroutine outlives the viewers it served.
+//
+// The tracks of a publication share the pool so that a subscriber's
+// subscriptions to several of them (a viewer's audio and video, the
+// simulcast layers it switches between) can be on one worker (the same
+// affinity key): their packets then leave in the order the subscriber
+// wrote them, from one batch, and its state stays on one core.
+type workerPool struct {
+	mu   sync.Mutex
+	set  *workerSet        // nil while there are no shared subscriptions
+	keys map[any]*affinity // workers by affinity key
+}
+
+type affinity struct {
+	w    *fanoutWorker
+	subs int
+}
+
+// workerSet is one run of a pool's workers.
+type workerSet struct {
+	ws     []*fanoutWorker
+	shared int // subscriptions; guarded by the pool's mu
+	quit   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// stop ends the workers and waits for them. Their subscriptions are gone
+// or stopped, so none has packets left to deliver.
+func (ws *workerSet) stop() {
+	close(ws.quit)
+	ws.wg.Wait()
+}
+
+// fanoutWorker delivers the packets of the shared subscriptions assigned
+// to it (Shared). A packet wakes each worker once instead of each
+// subscriber's goroutine: at 200 viewers the per-subscriber wakeups
 // (scheduler, channel, park) were a fifth of the server's CPU.
 type fanoutWorker struct {
-	t    *Track
 	set  *workerSet
 	idx  int
-	subs int // subscriptions assigned; guarded by t.mu
+	load int                             // subscriptions assigned; guarded by the pool's mu
+	subs atomic.Pointer[[]*subscription] // copy-on-write; written under the pool's mu
 	wake chan struct{}
 	// batches are the worker's sends of a pass (BatchSubscriber), one per
 	// Batcher; only the worker's goroutine touches them.
@@ -80,34 +117,15 @@ func (w *fanoutWorker) wakeUp() {
 	}
 }
 
-// workerSet is a track's workers while it has shared subscriptions: the
-// first starts them, and they end when the last one leaves or the track
-// closes, so that no goroutine outlives the viewers it served.
-type workerSet struct {
-	ws     []*fanoutWorker
-	shared int // shared subscriptions; guarded by t.mu
-	quit   chan struct{}
-	wg     sync.WaitGroup
-}
-
-// stop ends the workers and waits for them. Their subscriptions are gone
-// or stopped, so none has packets left to deliver.
-func (ws *workerSet) stop() {
-	close(ws.quit)
-	ws.wg.Wait()
-}
-
-// run drains the worker's subscriptions until its set stops or the track
-// closes. Close stops every subscription after closing done, and a
-// subscription's stop waits for a delivery in progress, so nothing is
-// delivered after it.
+// run drains the worker's subscriptions until its set stops. Track.Close
+// and unsubscribe stop a subscription before taking it off the worker,
+// and a subscription's stop waits for a delivery in progress, so nothing
+// is delivered after it.
 func (w *fanoutWorker) run() {
 	for {
 		select {
 		case <-w.wake:
 		case <-w.set.quit:
-			return
-		case <-w.t.done:
 			return
 		}
 		for w.pass() {
@@ -115,19 +133,18 @@ func (w *fanoutWorker) run() {
 	}
 }
 
-// pass drains each of the worker's subscriptions once and reports whether
-// it delivered anything (then more may have come meanwhile).
+// pass drains each of the worker's subscriptions once, sends what it left
+// in its batches, and reports whether it delivered anything (then more
+// may have come meanwhile).
 func (w *fanoutWorker) pass() bool {
-	subs := w.t.subs.Load()
+	subs := w.subs.Load()
 	if subs == nil {
 		return false
 	}
 	delivered := false
 	for _, s := range *subs {
-		if s.w == w {
-			if n, _ := s.drain(w); n > 0 {
-				delivered = true
-			}
+		if n, _ := s.drain(w); n > 0 {
+			delivered = true
 		}
 	}
 	if delivered {
@@ -136,43 +153,81 @@ func (w *fanoutWorker) pass() bool {
 	return delivered
 }
 
-// workerLocked assigns a shared subscription the least loaded of the
-// track's workers, starting them if there are none: one per core, at most
-// maxWorkers. t.mu is held.
-func (t *Track) workerLocked() *fanoutWorker {
-	set := t.workers
+// add puts a shared subscription on a worker: the one its affinity key
+// has, else the least loaded, starting the workers if there are none
+// (one per core, at most maxWorkers).
+func (p *workerPool) add(sub *subscription) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	set := p.set
 	if set == nil {
 		n := min(max(runtime.GOMAXPROCS(0), 1), maxWorkers)
 		set = &workerSet{ws: make([]*fanoutWorker, n), quit: make(chan struct{})}
 		for i := range set.ws {
-			w := &fanoutWorker{t: t, set: set, idx: i, wake: make(chan struct{}, 1)}
+			w := &fanoutWorker{set: set, idx: i, wake: make(chan struct{}, 1)}
 			set.ws[i] = w
 			set.wg.Go(w.run)
 		}
-		t.workers = set
+		p.set = set
+		p.keys = map[any]*affinity{}
 	}
-	best := set.ws[0]
-	for _, w := range set.ws[1:] {
-		if w.subs < best.subs {
-			best = w
+	var w *fanoutWorker
+	if a := p.keys[sub.affinity]; sub.affinity != nil && a != nil {
+		w = a.w
+		a.subs++
+	} else {
+		w = set.ws[0]
+		for _, x := range set.ws[1:] {
+			if x.load < w.load {
+				w = x
+			}
+		}
+		if sub.affinity != nil {
+			p.keys[sub.affinity] = &affinity{w: w, subs: 1}
 		}
 	}
-	best.subs++
+	w.load++
 	set.shared++
-	return best
+	var list []*subscription
+	if old := w.subs.Load(); old != nil {
+		list = append(make([]*subscription, 0, len(*old)+1), *old...)
+	}
+	list = append(list, sub)
+	w.subs.Store(&list)
+	sub.w = w
 }
 
-// releaseWorkerLocked takes a leaving shared subscription off its worker.
-// When it was the last, it returns the set, for the caller to stop once
-// t.mu is released. t.mu is held.
-func (t *Track) releaseWorkerLocked(w *fanoutWorker) *workerSet {
-	w.subs--
-	w.set.shared--
-	if w.set.shared > 0 || t.workers != w.set {
-		return nil
+// remove takes a shared subscription, already stopped, off its worker.
+// The last one stops the workers.
+func (p *workerPool) remove(sub *subscription) {
+	p.mu.Lock()
+	w := sub.w
+	old := w.subs.Load()
+	list := make([]*subscription, 0, len(*old))
+	for _, s := range *old {
+		if s != sub {
+			list = append(list, s)
+		}
 	}
-	t.workers = nil
-	return w.set
+	if len(list) == len(*old) { // removed before
+		p.mu.Unlock()
+		return
+	}
+	w.subs.Store(&list)
+	w.load--
+	if a := p.keys[sub.affinity]; sub.affinity != nil && a != nil {
+		if a.subs--; a.subs == 0 {
+			delete(p.keys, sub.affinity)
+		}
+	}
+	var idle *workerSet
+	if w.set.shared--; w.set.shared == 0 && p.set == w.set {
+		idle, p.set, p.keys = w.set, nil, nil
+	}
+	p.mu.Unlock()
+	if idle != nil {
+		idle.stop()
+	}
 }
 
 // wakeWorkers wakes the workers whose bit is set in mask.

@@ -35,7 +35,7 @@ func TestSharedSubscriptionsGetEveryPacketInOrder(t *testing.T) {
 		cs[i] = newCollector()
 		opts := []SubscribeOption{WithQueueSize(packets)}
 		if i < subs {
-			opts = append(opts, Shared())
+			opts = append(opts, Shared(nil))
 		}
 		u, err := tr.Subscribe(cs[i], opts...)
 		if err != nil {
@@ -43,8 +43,8 @@ func TestSharedSubscriptionsGetEveryPacketInOrder(t *testing.T) {
 		}
 		unsubs[i] = u
 	}
-	if tr.workers == nil || len(tr.workers.ws) != min(runtime.GOMAXPROCS(0), maxWorkers) {
-		t.Fatalf("workers = %v, want one per core", tr.workers)
+	if set := tr.workers.set; set == nil || len(set.ws) != min(runtime.GOMAXPROCS(0), maxWorkers) {
+		t.Fatalf("workers = %v, want one per core", set)
 	}
 	for i := range packets {
 		must(t, tr.Write(audioPacket(uint16(1000+i))))
@@ -60,7 +60,7 @@ func TestSharedSubscriptionsGetEveryPacketInOrder(t *testing.T) {
 	for _, u := range unsubs {
 		u()
 	}
-	if tr.workers != nil {
+	if tr.workers.set != nil {
 		t.Fatal("workers still running after the last shared subscriber left")
 	}
 	goleak.VerifyNone(t, before) // the track is open: its workers ended on their own
@@ -107,14 +107,14 @@ func TestSharedUnsubscribeWaitsForDelivery(t *testing.T) {
 	tr := audioTrack()
 	defer tr.Close()
 	for range 2 * maxWorkers {
-		u, err := tr.Subscribe(newCollector(), Shared())
+		u, err := tr.Subscribe(newCollector(), Shared(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer u()
 	}
 	g := &gate{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	unsub, err := tr.Subscribe(g, Shared())
+	unsub, err := tr.Subscribe(g, Shared(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestSharedBatches(t *testing.T) {
 	rs := make([]*batchRecorder, subs)
 	for i := range rs {
 		rs[i] = &batchRecorder{by: by}
-		u, err := tr.Subscribe(rs[i], Shared(), WithQueueSize(packets))
+		u, err := tr.Subscribe(rs[i], Shared(nil), WithQueueSize(packets))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -236,8 +236,8 @@ func TestSharedBatches(t *testing.T) {
 		t.Fatalf("flushed %d of %d sends", len(by.flushed), by.want)
 	}
 	by.mu.Lock()
-	if by.made > len(tr.workers.ws) {
-		t.Errorf("%d batches made for %d workers", by.made, len(tr.workers.ws))
+	if n := len(tr.workers.set.ws); by.made > n {
+		t.Errorf("%d batches made for %d workers", by.made, n)
 	}
 	by.mu.Unlock()
 	for i, r := range rs {
@@ -260,4 +260,50 @@ func TestSharedBatches(t *testing.T) {
 	if own.direct != packets || own.batched != 0 {
 		t.Fatalf("own-goroutine subscriber: %d direct, %d batched writes; want %d, 0", own.direct, own.batched, packets)
 	}
+}
+
+// TestSharedAffinity: a publication's tracks share its workers, and
+// subscriptions with the same affinity key are on the same worker, the
+// others spread over the workers. Closing the publication ends them.
+func TestSharedAffinity(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	r := NewRegistry(nil).RouterFor("s")
+	pub, err := r.Publish("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tracks []*Track
+	for _, id := range []string{"audio", "video-h", "video-l"} {
+		tr, err := pub.AddTrack(TrackConfig{Info: TrackInfo{ID: id, Kind: KindAudio, MimeType: "audio/opus", ClockRate: 48000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tracks = append(tracks, tr)
+	}
+	const viewers = 16
+	subs := map[int][]*subscription{}
+	for v := range viewers {
+		key := &struct{ v int }{v}
+		for _, tr := range tracks {
+			if _, err := tr.Subscribe(newCollector(), Shared(key)); err != nil {
+				t.Fatal(err)
+			}
+			list := *tr.subs.Load()
+			subs[v] = append(subs[v], list[len(list)-1])
+		}
+	}
+	used := map[*fanoutWorker]int{}
+	for v, ss := range subs {
+		for _, s := range ss[1:] {
+			if s.w != ss[0].w {
+				t.Fatalf("viewer %d's subscriptions on different workers", v)
+			}
+		}
+		used[ss[0].w]++
+	}
+	if n := len(tracks[0].workers.set.ws); len(used) != n {
+		t.Fatalf("viewers on %d of %d workers", len(used), n)
+	}
+	pub.Close()
+	goleak.VerifyNone(t, before)
 }

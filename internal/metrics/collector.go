@@ -45,7 +45,7 @@ func newServerCollector(cfg Config) *serverCollector {
 		udpCalls:     prometheus.NewDesc("hybridcast_udp_send_calls_total", "sendmmsg(2) calls on the WebRTC media socket.", nil, nil),
 		udpSegmented: prometheus.NewDesc("hybridcast_udp_gso_datagrams_total", "Datagrams sent in UDP GSO (segmentation offload) sends.", nil, nil),
 		sendWait: prometheus.NewDesc("hybridcast_webrtc_send_queue_seconds",
-			"Time an outgoing WebRTC datagram waits in the media socket's send queue before the kernel has it.", nil, nil),
+			"Time an outgoing WebRTC datagram waits, once encrypted, until the kernel has it (in the media socket's send queue or a fan-out worker's batch).", nil, nil),
 	}
 	c.streamCounters = []streamCounter{
 		counter("hybridcast_received_packets_total", "RTP media packets received from publishers (padding-only probes excluded).",

@@ -350,8 +350,10 @@ func (s *session) run(stop <-chan struct{}, wait time.Duration) {
 					opts := []sfu.SubscribeOption{sfu.ForSwitch()}
 					if s.directPath.Load() {
 						// The direct path only encrypts and queues: no
-						// write waits on the viewer.
-						opts = append(opts, sfu.Shared())
+						// write waits on the viewer. One worker for all
+						// of the viewer's subscriptions keeps its packets
+						// in order across a layer switch.
+						opts = append(opts, sfu.Shared(s))
 					}
 					if cur == nil {
 						opts = append(opts, sfu.FromRecentKeyframe(joinBackfillAge, func(b sfu.Backfill) { src.backfill = b }))
