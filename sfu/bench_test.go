@@ -24,17 +24,30 @@ func (s *benchSub) WriteRTP(p *Packet) error {
 }
 
 // BenchmarkFanout measures the forwarding path from the publisher's
-// WriteRTP to every subscriber's WriteRTP, for 1/10/100/500 subscribers.
-// ns/pkt/sub is the cost per packet per subscriber.
+// WriteRTP to every subscriber's WriteRTP, for 1/10/100/500 subscribers,
+// each with a goroutine of its own (own) or on the shared workers
+// (shared, sfu.Shared). ns/pkt/sub is the cost per packet per subscriber.
 func BenchmarkFanout(b *testing.B) {
-	for _, n := range []int{1, 10, 100, 500} {
-		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+	for _, mode := range []string{"own", "shared"} {
+		for _, n := range []int{1, 10, 100, 500} {
+			b.Run(fmt.Sprintf("%s/subs=%d", mode, n), func(b *testing.B) { benchFanout(b, n, mode == "shared") })
+		}
+	}
+}
+
+func benchFanout(b *testing.B, n int, shared bool) {
+	{
+		{
 			tr := NewTrack(TrackConfig{Info: TrackInfo{ID: "video", Kind: KindVideo, MimeType: MimeTypeH264, ClockRate: 90000}})
 			defer tr.Close()
 			subs := make([]*benchSub, n)
 			for i := range subs {
 				subs[i] = &benchSub{rw: NewRewriter(uint32(i), 102, 90000, 1, 1)}
-				unsub, err := tr.Subscribe(subs[i], WithoutKeyframeStart())
+				opts := []SubscribeOption{WithoutKeyframeStart()}
+				if shared {
+					opts = append(opts, Shared(nil))
+				}
+				unsub, err := tr.Subscribe(subs[i], opts...)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -60,7 +73,7 @@ func BenchmarkFanout(b *testing.B) {
 			waitDelivered(subs, sent)
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(sent)/float64(n), "ns/pkt/sub")
-		})
+		}
 	}
 }
 
