@@ -59,8 +59,8 @@ func newSubscription(t *Track, s Subscriber, opts ...SubscribeOption) *subscript
 	return sub
 }
 
-// start starts the subscription's own goroutine; a shared one's worker
-// finds it in the track's list.
+// start starts the subscription's own goroutine; a shared one is on its
+// worker's list already (workerPool.add).
 func (s *subscription) start() {
 	if s.w == nil {
 		s.wg.Go(s.run)
@@ -136,6 +136,12 @@ func (s *subscription) run() {
 func (s *subscription) drain(w *fanoutWorker) (n int, stopped bool) {
 	s.deliverMu.Lock()
 	defer s.deliverMu.Unlock()
+	var batch Batch // the worker's, for a BatchSubscriber with a Batcher
+	if w != nil && s.bsub != nil {
+		if by := s.bsub.Batcher(); by != nil {
+			batch = w.batch(by)
+		}
+	}
 	for {
 		s.mu.Lock()
 		if s.stopped {
@@ -152,8 +158,8 @@ func (s *subscription) drain(w *fanoutWorker) (n int, stopped bool) {
 		s.mu.Unlock()
 
 		var err error
-		if by := s.batcher(w); by != nil {
-			err = s.bsub.WriteRTPBatch(p, w.batch(by))
+		if batch != nil {
+			err = s.bsub.WriteRTPBatch(p, batch)
 		} else {
 			err = s.sub.WriteRTP(p)
 		}
@@ -165,14 +171,6 @@ func (s *subscription) drain(w *fanoutWorker) (n int, stopped bool) {
 		p.Release()
 		n++
 	}
-}
-
-// batcher returns the subscriber's Batcher when worker w delivers.
-func (s *subscription) batcher(w *fanoutWorker) Batcher {
-	if w == nil || s.bsub == nil {
-		return nil
-	}
-	return s.bsub.Batcher()
 }
 
 // wait returns once the goroutine has ended, or the worker is done with

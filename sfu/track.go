@@ -294,15 +294,19 @@ func (t *Track) forward(pkt *Packet) error {
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(pkt.Payload)))
 	if subs := t.subs.Load(); subs != nil {
-		var ws [maxWorkers]*fanoutWorker
+		// The shared subscriptions are all on one set of workers: a set
+		// stops only once none is left on it.
+		var set *workerSet
 		var wake uint32
 		for _, s := range *subs {
 			if s.enqueue(pkt) && s.w != nil {
-				ws[s.w.idx] = s.w
+				set = s.w.set
 				wake |= 1 << s.w.idx
 			}
 		}
-		wakeWorkers(&ws, wake)
+		if set != nil {
+			set.wakeUp(wake)
+		}
 	}
 	return nil
 }
@@ -498,8 +502,8 @@ func (t *Track) Close() {
 }
 
 // Subscriber receives one Track's packets, in order, from a goroutine that
-// the Track's subscription owns (or one of the track's shared workers, see
-// Shared). WriteRTP should return quickly: while it runs, that subscriber's
+// the Track's subscription owns (or one of the publication's shared
+// workers, see Shared). WriteRTP should return quickly: while it runs, that subscriber's
 // queue fills (never the publisher's). It must not retain p or modify it
 // after it returns.
 type Subscriber interface {

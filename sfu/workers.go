@@ -32,10 +32,9 @@ type affinity struct {
 
 // workerSet is one run of a pool's workers.
 type workerSet struct {
-	ws     []*fanoutWorker
-	shared int // subscriptions; guarded by the pool's mu
-	quit   chan struct{}
-	wg     sync.WaitGroup
+	ws   []*fanoutWorker
+	quit chan struct{}
+	wg   sync.WaitGroup
 }
 
 // stop ends the workers and waits for them. Their subscriptions are gone
@@ -65,7 +64,7 @@ type workerBatch struct {
 	b  Batch
 }
 
-// A Batch collects the sends of one of a track's shared workers (Shared)
+// A Batch collects the sends of one of a publication's shared workers (Shared)
 // during a pass over its subscriptions; the worker flushes it at the end
 // of the pass, so that the sends of a packet's fan-out leave together,
 // from the worker's goroutine.
@@ -187,7 +186,6 @@ func (p *workerPool) add(sub *subscription) {
 		}
 	}
 	w.load++
-	set.shared++
 	var list []*subscription
 	if old := w.subs.Load(); old != nil {
 		list = append(make([]*subscription, 0, len(*old)+1), *old...)
@@ -221,7 +219,7 @@ func (p *workerPool) remove(sub *subscription) {
 		}
 	}
 	var idle *workerSet
-	if w.set.shared--; w.set.shared == 0 && p.set == w.set {
+	if p.set == w.set && w.set.idle() {
 		idle, p.set, p.keys = w.set, nil, nil
 	}
 	p.mu.Unlock()
@@ -230,11 +228,22 @@ func (p *workerPool) remove(sub *subscription) {
 	}
 }
 
-// wakeWorkers wakes the workers whose bit is set in mask.
-func wakeWorkers(ws *[maxWorkers]*fanoutWorker, mask uint32) {
+// idle says whether no subscription is left on the set's workers. The
+// pool's mu is held.
+func (ws *workerSet) idle() bool {
+	for _, w := range ws.ws {
+		if w.load > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// wakeUp wakes the set's workers whose bit is set in mask.
+func (ws *workerSet) wakeUp(mask uint32) {
 	for i := 0; mask != 0; i++ {
 		if mask&1 != 0 {
-			ws[i].wakeUp()
+			ws.ws[i].wakeUp()
 		}
 		mask >>= 1
 	}

@@ -96,8 +96,8 @@ const (
 	batchSize  = 64
 	queueDepth = 4096
 	// outsPerWriter is how many descriptors the SendBatches have per
-	// writer: a track's shared workers (one per core, for audio and for
-	// video) each have a batch, and a stream's should not share one.
+	// writer: each of a publication's shared workers (one per core) has a
+	// batch, and those of a few streams should not share one.
 	outsPerWriter = 2
 )
 
@@ -369,7 +369,7 @@ func (b *batchConn) writeLoop(queue chan outDatagram, out *ipv6.PacketConn) {
 }
 
 // SendBatch is a batch of datagrams that its owner sends itself
-// (sfu.Batch): a track's shared worker leaves the datagrams of a pass over
+// (sfu.Batch): a publication's shared worker leaves the datagrams of a pass over
 // its viewers in one and sends them with as few system calls as the
 // queue's writers would, without handing each datagram to a writer's
 // goroutine. It is for one goroutine at a time.

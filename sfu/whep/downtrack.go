@@ -30,7 +30,7 @@ type downTrack struct {
 	mu     sync.Mutex              // guards everything below
 	writer webrtc.TrackLocalWriter // pion's, or direct once set
 	direct *rtc.DirectWriter       // the direct send path, nil if not taken
-	// batcher is direct's, once set: subscriptions on a track's shared
+	// batcher is direct's, once set: subscriptions on the publication's shared
 	// workers then leave their sends in the worker's batch.
 	batcher  atomic.Pointer[sfu.Batcher]
 	ssrc     uint32
@@ -177,21 +177,18 @@ type scratch struct {
 }
 
 // send writes the packet in sc with payload; a non-zero astID (read under
-// the downtrack's lock) adds the abs-send-time extension.
-func (sc *scratch) send(w webrtc.TrackLocalWriter, payload []byte, astID uint8) error {
+// the downtrack's lock) adds the abs-send-time extension. On the direct
+// path a non-nil b, a shared worker's batch, takes the datagram.
+func (sc *scratch) send(w webrtc.TrackLocalWriter, b sfu.Batch, payload []byte, astID uint8) error {
 	if astID != 0 {
 		setAbsSendTime(&sc.hdr, astID, &sc.ast, time.Now())
 	}
-	_, err := w.WriteRTP(&sc.hdr, payload)
-	return err
-}
-
-// sendTo is send through the direct path, with the datagram left in b.
-func (sc *scratch) sendTo(w *rtc.DirectWriter, b sfu.Batch, payload []byte, astID uint8) error {
-	if astID != 0 {
-		setAbsSendTime(&sc.hdr, astID, &sc.ast, time.Now())
+	var err error
+	if dw, ok := w.(*rtc.DirectWriter); ok && b != nil {
+		_, err = dw.WriteRTPTo(b, &sc.hdr, payload)
+	} else {
+		_, err = w.WriteRTP(&sc.hdr, payload)
 	}
-	_, err := w.WriteRTPTo(b, &sc.hdr, payload)
 	return err
 }
 
@@ -285,15 +282,9 @@ func (d *downTrack) writeFrom(src *source, p *sfu.Packet, b sfu.Batch) error {
 	// here: sendMu, taken before mu is let go, keeps the packets in the
 	// order of their rewritten sequence numbers (a viewer would see the
 	// old layer's last packet after the new layer's first as a loss).
-	direct := d.direct
 	d.sendMu.Lock()
 	d.mu.Unlock()
-	var err error
-	if b != nil && direct != nil && w == webrtc.TrackLocalWriter(direct) {
-		err = src.sendTo(direct, b, payload, astID)
-	} else {
-		err = src.send(w, payload, astID)
-	}
+	err := src.send(w, b, payload, astID)
 	d.sendMu.Unlock()
 	if err != nil {
 		return err
@@ -418,7 +409,7 @@ func (d *downTrack) retransmit(out uint16) {
 	}
 	astID := d.absSendTimeID
 	d.mu.Unlock()
-	if err := sc.send(w, payload, astID); err == nil {
+	if err := sc.send(w, nil, payload, astID); err == nil {
 		d.resent.Add(1)
 		if rtx {
 			d.resentRTX.Add(1)
@@ -520,7 +511,7 @@ func (d *downTrack) probe(budget int) int {
 		astID := d.absSendTimeID
 		d.mu.Unlock()
 		p.Release()
-		if err := d.pad.send(w, d.pad.buf[:n], astID); err != nil {
+		if err := d.pad.send(w, nil, d.pad.buf[:n], astID); err != nil {
 			return sent
 		}
 		d.probed.Add(1)
