@@ -55,17 +55,7 @@ func newStampConn(c *net.UDPConn, stamps *stampTable, gro bool) net.PacketConn {
 // enableGRO asks the kernel to deliver a run of datagrams of one size from
 // one sender (a UDP GSO send, or datagrams it coalesced) as one read.
 func enableGRO(c *net.UDPConn) bool {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
-	}); err != nil || serr != nil {
-		return false
-	}
-	return true
+	return setsockoptInt(c, unix.IPPROTO_UDP, unix.UDP_GRO, 1)
 }
 
 // groSegment finds UDP_GRO's segment size in a read's control data, 0 if
