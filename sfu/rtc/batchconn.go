@@ -40,19 +40,28 @@ import (
 // (measured: with a 2048-datagram queue, keyframe bursts to 200 viewers
 // lost 6 % of frames).
 type batchConn struct {
-	*net.UDPConn
+	// in reads the socket. On Linux it is a descriptor outside Go's
+	// poller (rawIn), and the connection Go opened is closed once its
+	// descriptor has been duplicated: see rawOut for why.
+	in    recvFD
+	laddr *net.UDPAddr
+	// one sends what does not fit the batches (a datagram over
+	// MaxDatagram, a segmented send the path refused), under oneMu.
+	one   batchSender
+	oneMu sync.Mutex
 	// outs send on the socket, each a duplicate of the socket's
-	// descriptor (outs[0] the socket itself): one per writer, and
-	// outsPerWriter times as many for the SendBatches, which take them in
-	// turn. Go serialises the writes on one descriptor (its write lock),
-	// so with one, sends from two cores took turns and the second waited
-	// parked: at 200 viewers goroutines spent 0.9 s of every 4 s waiting
-	// for that lock. The duplicates are the same kernel socket, which
-	// sends UDP from several threads at once. The socket is dual-stack
-	// (udp on "::" or an IPv6 address) or IPv4; see newBatchConn.
-	outs    []*ipv6.PacketConn
-	dups    []net.PacketConn // the duplicates, closed with the socket
-	nextOut atomic.Uint32    // SendBatches take outs in turn
+	// descriptor: one per writer, and outsPerWriter times as many for the
+	// SendBatches, which take them in turn. Go serialises the writes on
+	// one descriptor (its write lock), so with one, sends from two cores
+	// took turns and the second waited parked: at 200 viewers goroutines
+	// spent 0.9 s of every 4 s waiting for that lock. The duplicates are
+	// the same kernel socket, which sends UDP from several threads at
+	// once; on Linux they are outside Go's poller (rawOut). If no
+	// duplicate can be made, outs is the socket itself. The socket is
+	// dual-stack (udp on "::" or an IPv6 address) or IPv4; see
+	// newBatchConn.
+	outs    []sendFD
+	nextOut atomic.Uint32 // SendBatches take outs in turn
 	v4      bool
 
 	queues []chan outDatagram // one per writer; a destination always uses the same one, so its datagrams stay in order
@@ -113,7 +122,7 @@ var (
 func newBatchConn(c *net.UDPConn, wait *sfu.LatencyHistogram, arrivals *sfu.Arrivals) *batchConn {
 	la, _ := c.LocalAddr().(*net.UDPAddr)
 	b := &batchConn{
-		UDPConn:  c,
+		laddr:    la,
 		v4:       la != nil && la.IP.To4() != nil,
 		queues:   make([]chan outDatagram, writers()),
 		done:     make(chan struct{}),
@@ -125,15 +134,20 @@ func newBatchConn(c *net.UDPConn, wait *sfu.LatencyHistogram, arrivals *sfu.Arri
 	b.oobs.New = func() any { oob := make([]byte, kstamp.OOBSize); return &oob }
 	b.gso.Store(gsoSupported(c))
 	b.pool.New = func() any { return new([MaxDatagram]byte) }
-	b.outs = append(b.outs, ipv6.NewPacketConn(c))
-	for range len(b.queues)*(1+outsPerWriter) - 1 {
-		d, err := dupConn(c)
+	for range len(b.queues) * (1 + outsPerWriter) {
+		d, err := newSendFD(c, b.v4)
 		if err != nil {
 			break // the writers share the descriptors there are
 		}
-		b.dups = append(b.dups, d)
-		b.outs = append(b.outs, ipv6.NewPacketConn(d))
+		b.outs = append(b.outs, d)
 	}
+	b.in = connIn{c}
+	if len(b.outs) == 0 {
+		b.outs = append(b.outs, pollFD{pc: ipv6.NewPacketConn(c)}) // sends on c: c stays open
+	} else {
+		b.in = newRecvFD(c, b.v4)
+	}
+	b.one = b.outs[0].sender()
 	for i := range b.queues {
 		b.queues[i] = make(chan outDatagram, queueDepth)
 		out := b.outs[i%len(b.outs)]
@@ -142,25 +156,89 @@ func newBatchConn(c *net.UDPConn, wait *sfu.LatencyHistogram, arrivals *sfu.Arri
 	return b
 }
 
-// dupConn returns a second descriptor of c's socket, for sending.
-func dupConn(c *net.UDPConn) (net.PacketConn, error) {
-	f, err := c.File()
-	if err != nil {
-		return nil, err
+// A sendFD is a descriptor of the media socket that writers send on.
+type sendFD interface {
+	// sender returns what sends on it, for one goroutine.
+	sender() batchSender
+	close() error
+}
+
+// A batchSender sends a batch of datagrams with one system call, as
+// ipv6.PacketConn's WriteBatch does.
+type batchSender interface {
+	WriteBatch(ms []ipv6.Message, flags int) (int, error)
+}
+
+// pollFD sends through Go's poller with x/net's batch writes: the socket
+// itself (c nil), or, where rawOut does not exist, a duplicate c.
+type pollFD struct {
+	pc *ipv6.PacketConn
+	c  net.PacketConn
+}
+
+func (o pollFD) sender() batchSender { return o.pc }
+
+func (o pollFD) close() error {
+	if o.c == nil {
+		return nil
 	}
-	defer f.Close()
-	return net.FilePacketConn(f)
+	return o.c.Close()
+}
+
+// A recvFD reads the media socket.
+type recvFD interface {
+	// recvMsg reads one datagram into p and its control messages into
+	// oob, as net.UDPConn's ReadMsgUDPAddrPort.
+	recvMsg(p, oob []byte) (n, oobn int, from netip.AddrPort, err error)
+	setReadDeadline(t time.Time) error
+	close() error
+}
+
+// connIn reads through Go's poller: the connection Go opened, where rawIn
+// does not exist or could not be made.
+type connIn struct{ c *net.UDPConn }
+
+func (r connIn) recvMsg(p, oob []byte) (int, int, netip.AddrPort, error) {
+	n, oobn, _, from, err := r.c.ReadMsgUDPAddrPort(p, oob)
+	return n, oobn, from, err
+}
+
+func (r connIn) setReadDeadline(t time.Time) error { return r.c.SetReadDeadline(t) }
+
+func (r connIn) close() error { return r.c.Close() }
+
+// LocalAddr returns the socket's address (net.PacketConn).
+func (b *batchConn) LocalAddr() net.Addr { return b.laddr }
+
+// SetReadDeadline sets the read deadline (net.PacketConn).
+func (b *batchConn) SetReadDeadline(t time.Time) error { return b.in.setReadDeadline(t) }
+
+// SetWriteDeadline does nothing: a write only queues the datagram
+// (net.PacketConn).
+func (b *batchConn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetDeadline sets the read deadline (SetReadDeadline).
+func (b *batchConn) SetDeadline(t time.Time) error { return b.SetReadDeadline(t) }
+
+// ReadFrom reads one datagram (net.PacketConn).
+func (b *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, from, err := b.ReadFromAddrPort(p)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(from), nil
 }
 
 // ReadFromAddrPort reads one datagram, and records an RTP packet's
 // kernel receive time.
 func (b *batchConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
 	if !b.stamped {
-		return b.ReadFromUDPAddrPort(p)
+		n, _, from, err := b.in.recvMsg(p, nil)
+		return n, from, err
 	}
 	oob := b.oobs.Get().(*[]byte)
 	defer b.oobs.Put(oob)
-	n, oobn, _, addr, err := b.ReadMsgUDPAddrPort(p, *oob)
+	n, oobn, addr, err := b.in.recvMsg(p, *oob)
 	if err == nil {
 		if ssrc, seq, ok := kstamp.RTPKey(p[:n]); ok {
 			if t, ok := kstamp.Parse((*oob)[:oobn]); ok {
@@ -174,7 +252,7 @@ func (b *batchConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
 // WriteToAddrPort queues one datagram.
 func (b *batchConn) WriteToAddrPort(p []byte, addr netip.AddrPort) (int, error) {
 	if len(p) > MaxDatagram {
-		return b.WriteToUDPAddrPort(p, addr) // never happens with WebRTC MTUs
+		return b.sendOne(p, addr) // never happens with WebRTC MTUs
 	}
 	buf := b.pool.Get().(*[MaxDatagram]byte)
 	if err := b.queue(buf, copy(buf[:], p), addr); err != nil {
@@ -209,6 +287,17 @@ func (b *batchConn) queue(buf *[MaxDatagram]byte, n int, addr netip.AddrPort) er
 	}
 }
 
+// sendOne sends p now, outside the batches.
+func (b *batchConn) sendOne(p []byte, addr netip.AddrPort) (int, error) {
+	b.oneMu.Lock()
+	defer b.oneMu.Unlock()
+	m := []ipv6.Message{{Buffers: [][]byte{p}, Addr: net.UDPAddrFromAddrPort(addr)}}
+	if _, err := b.one.WriteBatch(m, 0); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
 // WriteTo queues one datagram (net.PacketConn).
 func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
@@ -223,11 +312,11 @@ func (b *batchConn) Close() error {
 	b.once.Do(func() {
 		close(b.done)
 		b.wg.Wait()
-		for _, d := range b.dups {
-			_ = d.Close()
+		for _, d := range b.outs {
+			_ = d.close()
 		}
 	})
-	return b.UDPConn.Close()
+	return b.in.close()
 }
 
 // gsoMaxSegments and gsoMaxBytes bound one segmented send: the kernel
@@ -281,7 +370,7 @@ func (w *writer) add(d outDatagram, gso bool) {
 // writer is one send goroutine's batch, reused from call to call.
 type writer struct {
 	b      *batchConn
-	sock   *ipv6.PacketConn // the descriptor it sends on
+	sock   batchSender // on the descriptor it sends on
 	msgs   []ipv6.Message
 	out    []outMsg
 	oob    [][]byte
@@ -292,10 +381,10 @@ type writer struct {
 	queued []time.Duration
 }
 
-func (b *batchConn) newWriter(out *ipv6.PacketConn) *writer {
+func (b *batchConn) newWriter(out sendFD) *writer {
 	w := &writer{
 		b:      b,
-		sock:   out,
+		sock:   out.sender(),
 		msgs:   make([]ipv6.Message, batchSize),
 		out:    make([]outMsg, batchSize),
 		oob:    make([][]byte, batchSize),
@@ -342,7 +431,7 @@ func (w *writer) flush() {
 	w.queued = w.queued[:0]
 }
 
-func (b *batchConn) writeLoop(queue chan outDatagram, out *ipv6.PacketConn) {
+func (b *batchConn) writeLoop(queue chan outDatagram, out sendFD) {
 	w := b.newWriter(out)
 	for {
 		var d outDatagram
@@ -423,7 +512,7 @@ func (w *writer) send() {
 				w.b.gsoFailed.Store(true)
 				if ua, ok := m.Addr.(*net.UDPAddr); ok {
 					for _, seg := range m.Buffers {
-						_, _ = w.b.WriteToUDP(seg, ua)
+						_, _ = w.b.sendOne(seg, ua.AddrPort())
 					}
 				}
 			}

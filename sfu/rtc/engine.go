@@ -114,7 +114,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	bc := newBatchConn(e.udpConn.(*net.UDPConn), &e.SendWait, &e.arrivals)
 	e.batch = bc
-	log.Debug("media socket", "addr", e.udpConn.LocalAddr().String(), "writers", len(bc.queues), "udp_gso", bc.gso.Load(),
+	log.Debug("media socket", "addr", bc.LocalAddr().String(), "writers", len(bc.queues), "udp_gso", bc.gso.Load(),
 		"kernel_stamps", bc.stamped)
 	e.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: bc})
 	if e.tcpLn != nil {
@@ -164,7 +164,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 }
 
 // UDPAddr returns the bound media address.
-func (e *Engine) UDPAddr() net.Addr { return e.udpConn.LocalAddr() }
+func (e *Engine) UDPAddr() net.Addr { return e.batch.LocalAddr() }
 
 // PublisherAPI builds PeerConnections that receive from a publisher.
 // Without arguments it returns the API all publishers share. With

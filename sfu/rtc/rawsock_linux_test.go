@@ -1,0 +1,224 @@
+package rtc
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// TestMediaSocketOutsidePoller: no descriptor of the media socket is in
+// Go's epoll set, where every datagram sent would wake the poller (see
+// rawOut): the writers and batches send on rawOuts and the ICE mux reads
+// a rawIn.
+func TestMediaSocketOutsidePoller(t *testing.T) {
+	sc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := newBatchConn(sc, nil, nil)
+	defer bc.Close()
+	// A socket that Go reads is in the poller: the check must find it.
+	other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	raw, err := other.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherFD := -1
+	_ = raw.Control(func(fd uintptr) { otherFD = int(fd) })
+	in, ok := bc.in.(*rawIn)
+	if !ok {
+		t.Fatalf("the socket is read by a %T, want a *rawIn", bc.in)
+	}
+	ours := -1
+	_ = in.rc.Control(func(fd uintptr) { ours = int(fd) })
+	polled := epollTargets(t, ours)
+	if !polled[fdTarget(t, otherFD)] {
+		t.Fatalf("a socket Go reads (%s) is not among the epoll targets %v: reading /proc went wrong", fdTarget(t, otherFD), polled)
+	}
+	sock := fdTarget(t, in.fd)
+	if polled[sock] {
+		t.Fatalf("the media socket (%s) is in Go's epoll set", sock)
+	}
+	// Our own set has it, for reading only.
+	info, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(ours))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := int64(-1)
+	for line := range strings.Lines(string(info)) {
+		if f := strings.Fields(line); len(f) >= 4 && f[0] == "tfd:" && f[1] == strconv.Itoa(in.fd) && f[2] == "events:" {
+			events, _ = strconv.ParseInt(f[3], 16, 64)
+		}
+	}
+	if events < 0 || events&unix.EPOLLIN == 0 || events&unix.EPOLLOUT != 0 {
+		t.Fatalf("our epoll set asks for events %#x of the socket, want EPOLLIN and not EPOLLOUT:\n%s", events, info)
+	}
+	for i, o := range bc.outs {
+		if _, ok := o.(*rawOut); !ok {
+			t.Fatalf("send descriptor %d is a %T, want a *rawOut", i, o)
+		}
+	}
+}
+
+// fdTarget returns what descriptor fd refers to ("socket:[inode]").
+func fdTarget(t *testing.T, fd int) string {
+	t.Helper()
+	link, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return link
+}
+
+// epollTargets returns what the descriptors in this process's epoll sets
+// (but the one of descriptor except) refer to (the "tfd:" lines of each
+// eventpoll descriptor's fdinfo).
+func epollTargets(t *testing.T, except int) map[string]bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	targets := map[string]bool{}
+	for _, e := range ents {
+		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || link != "anon_inode:[eventpoll]" || e.Name() == strconv.Itoa(except) {
+			continue
+		}
+		info, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(info)) {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "tfd:" {
+				if link, err := os.Readlink("/proc/self/fd/" + f[1]); err == nil {
+					targets[link] = true
+				}
+			}
+		}
+	}
+	return targets
+}
+
+// TestRawInReadsAndCloses: the media socket's reads give the datagram and
+// its sender's address as the net package gives them (an IPv4 peer of a
+// dual-stack socket v4-mapped), a read deadline ends a wait, and Close
+// ends a read blocked waiting.
+func TestRawInReadsAndCloses(t *testing.T) {
+	for _, bind := range []string{"127.0.0.1:0", "[::]:0"} {
+		t.Run(bind, func(t *testing.T) {
+			var lc net.ListenConfig
+			sc, err := lc.ListenPacket(context.Background(), "udp", bind)
+			if err != nil {
+				t.Skipf("cannot bind %s: %v", bind, err)
+			}
+			port := sc.LocalAddr().(*net.UDPAddr).Port
+			bc := newBatchConn(sc.(*net.UDPConn), nil, nil)
+			if _, ok := bc.in.(*rawIn); !ok {
+				t.Fatalf("read by a %T, want a *rawIn", bc.in)
+			}
+			// What the net package reports for the same sender.
+			ref, err := lc.ListenPacket(context.Background(), "udp", bind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ref.Close()
+			client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			if _, err := client.WriteToUDP([]byte("ref"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: ref.LocalAddr().(*net.UDPAddr).Port}); err != nil {
+				t.Fatal(err)
+			}
+			in := make([]byte, 100)
+			_ = ref.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, want, err := ref.(*net.UDPConn).ReadFromUDPAddrPort(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := client.WriteToUDP([]byte("hello"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
+				t.Fatal(err)
+			}
+			n, from, err := bc.ReadFromAddrPort(in)
+			if err != nil || string(in[:n]) != "hello" || from != want {
+				t.Fatalf("read %q from %v, %v; want \"hello\" from %v", in[:n], from, err, want)
+			}
+			// A read deadline ends a wait, as on a net.UDPConn.
+			if err := bc.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := bc.ReadFromAddrPort(in); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read past the deadline: %v, want os.ErrDeadlineExceeded", err)
+			}
+			if err := bc.SetReadDeadline(time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, _, err := bc.ReadFromAddrPort(in)
+				done <- err
+			}()
+			// Close must end the read whether or not it has started to
+			// wait, and not wait for a datagram itself.
+			closed := make(chan error, 1)
+			go func() { closed <- bc.Close() }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("read after close: %v, want net.ErrClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("a read blocked in recvmsg did not end at Close")
+			}
+			if err := <-closed; err != nil {
+				t.Fatalf("close: %v", err)
+			}
+		})
+	}
+}
+
+// TestRawSendAfterClose: a sender whose descriptor is closed reports
+// net.ErrClosed and does not touch the descriptor number, which the
+// process may have given to another file since.
+func TestRawSendAfterClose(t *testing.T) {
+	sc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	o, err := newSendFD(sc, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := o.sender()
+	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sc.LocalAddr().(*net.UDPAddr).Port}
+	msg := []ipv6.Message{{Buffers: [][]byte{[]byte("before")}, Addr: to}}
+	if n, err := s.WriteBatch(msg, 0); n != 1 || err != nil {
+		t.Fatalf("send before close: %d, %v", n, err)
+	}
+	in := make([]byte, 100)
+	if n, _, err := sc.ReadFrom(in); err != nil || string(in[:n]) != "before" {
+		t.Fatalf("read %q, %v", in[:n], err)
+	}
+	if err := o.close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.WriteBatch(msg, 0); n != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("send after close: %d, %v; want 0, net.ErrClosed", n, err)
+	}
+	if err := o.close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
