@@ -40,7 +40,6 @@ type Config struct {
 // Engine owns the shared sockets and the pion APIs for publishers and viewers.
 type Engine struct {
 	log       *slog.Logger
-	udpConn   net.PacketConn
 	udpMux    ice.UDPMux
 	tcpLn     net.Listener
 	tcpMux    ice.TCPMux
@@ -107,12 +106,14 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e := &Engine{log: log}
 	lf := &pionLogger{log: log}
 
-	var err error
-	e.udpConn, e.tcpLn, err = listenPair(addr, !cfg.DisableTCP)
+	udp, tcpLn, err := listenPair(addr, !cfg.DisableTCP)
 	if err != nil {
 		return nil, err
 	}
-	bc := newBatchConn(e.udpConn.(*net.UDPConn), &e.SendWait, &e.arrivals)
+	e.tcpLn = tcpLn
+	// The batchConn owns the socket from here (on Linux it closes udp
+	// itself once it has duplicated its descriptor).
+	bc := newBatchConn(udp.(*net.UDPConn), &e.SendWait, &e.arrivals)
 	e.batch = bc
 	log.Debug("media socket", "addr", bc.LocalAddr().String(), "writers", len(bc.queues), "udp_gso", bc.gso.Load(),
 		"kernel_stamps", bc.stamped)
