@@ -111,11 +111,15 @@ type rawSender struct {
 	iovs []unix.Iovec // gsoMaxSegments per message
 	v4s  []unix.RawSockaddrInet4
 	v6s  []unix.RawSockaddrInet6
+	// full, if set, is called when a send finds the socket's buffer full
+	// (tests).
+	full func()
 }
 
 // WriteBatch sends ms (at most batchSize) as ipv6.PacketConn's WriteBatch
 // does: it returns how many messages the kernel took, and an error only
-// when it took none. Each message's Addr is a *net.UDPAddr.
+// when it took none. Each message's Addr is a *net.UDPAddr, or nil for a
+// connected socket's peer.
 func (s *rawSender) WriteBatch(ms []ipv6.Message, _ int) (int, error) {
 	if len(ms) == 0 {
 		return 0, nil
@@ -142,6 +146,9 @@ func (s *rawSender) WriteBatch(ms []ipv6.Message, _ int) (int, error) {
 		case unix.EAGAIN:
 			// The socket's send buffer is full: wait until the kernel has
 			// sent some of it (bounded, so that close is not held up).
+			if s.full != nil {
+				s.full()
+			}
 			fds := []unix.PollFd{{Fd: int32(s.o.fd), Events: unix.POLLOUT}}
 			if _, err := unix.Poll(fds, 100); err != nil && err != unix.EINTR {
 				return 0, os.NewSyscallError("poll", err)
@@ -170,12 +177,13 @@ func (s *rawSender) pack(i int, m *ipv6.Message) {
 		h.SetControllen(len(m.OOB))
 	}
 	h.Flags = 0
+	s.hdrs[i].len = 0
 	ua, _ := m.Addr.(*net.UDPAddr)
-	var ip net.IP
-	port := 0
-	if ua != nil {
-		ip, port = ua.IP, ua.Port
+	if ua == nil { // to the connected peer
+		h.Name, h.Namelen = nil, 0
+		return
 	}
+	ip, port := ua.IP, ua.Port
 	if s.o.v4 {
 		sa := &s.v4s[i]
 		sa.Family = unix.AF_INET
@@ -191,7 +199,6 @@ func (s *rawSender) pack(i int, m *ipv6.Message) {
 		h.Name = (*byte)(unsafe.Pointer(sa))
 		h.Namelen = unix.SizeofSockaddrInet6
 	}
-	s.hdrs[i].len = 0
 }
 
 // putPort stores port in network byte order.

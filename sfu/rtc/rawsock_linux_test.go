@@ -3,6 +3,7 @@ package rtc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -220,5 +221,81 @@ func TestRawSendAfterClose(t *testing.T) {
 	}
 	if err := o.close(); err != nil {
 		t.Fatalf("second close: %v", err)
+	}
+}
+
+// TestRawSendWaitsForRoom: a send that finds the socket's buffer full
+// waits until there is room and then sends the rest, losing nothing. A
+// UDP socket on loopback never fills (the kernel frees each datagram as
+// it delivers it), so the test sends on a Unix datagram socket pair, whose
+// sender gets EAGAIN while the receiver's queue is full, as a UDP sender
+// does while its network card is behind.
+func TestRawSendWaitsForRoom(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Skipf("no Unix datagram socket pair: %v", err)
+	}
+	o := &rawOut{fd: fds[0], v4: true}
+	defer o.close()
+	defer unix.Close(fds[1])
+	s := o.sender().(*rawSender)
+	full := make(chan struct{}, 1)
+	s.full = func() {
+		select {
+		case full <- struct{}{}:
+		default:
+		}
+	}
+	msg := func(i int) []ipv6.Message {
+		return []ipv6.Message{{Buffers: [][]byte{[]byte(strconv.Itoa(i))}}}
+	}
+	// Fill the receiver's queue.
+	queued := 0
+	for ; queued < 100000; queued++ {
+		if _, err := unix.Write(fds[0], []byte(strconv.Itoa(queued))); err == unix.EAGAIN {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if queued == 100000 {
+		t.Skip("the receiver's queue never filled")
+	}
+	sent := make(chan error, 1)
+	go func() {
+		n, err := s.WriteBatch(msg(queued), 0)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("sent %d of 1", n)
+		}
+		sent <- err
+	}()
+	select {
+	case <-full:
+	case err := <-sent:
+		t.Fatalf("the send returned (%v) with the receiver's queue full", err)
+	}
+	// Read everything, in order: the queued datagrams, then the one the
+	// sender waited to send.
+	in := make([]byte, 100)
+	for i := 0; i <= queued; i++ {
+		pfd := []unix.PollFd{{Fd: int32(fds[1]), Events: unix.POLLIN}}
+		if n, err := unix.Poll(pfd, 5000); err != nil || n == 0 {
+			t.Fatalf("datagram %d of %d did not come: %v", i, queued+1, err)
+		}
+		n, err := unix.Read(fds[1], in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(in[:n]); got != strconv.Itoa(i) {
+			t.Fatalf("datagram %q, want %d", got, i)
+		}
+	}
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the send did not return once there was room")
 	}
 }
