@@ -540,7 +540,7 @@ func (b *batchConn) fill(m *ipv6.Message, ua *net.UDPAddr, ip *[16]byte, d outDa
 		ua.IP = ip[:]
 	}
 	ua.Port = int(d.addr.Port())
-	ua.Zone = ""
+	ua.Zone = a.Zone() // a link-local IPv6 peer's interface
 	m.Buffers = append(m.Buffers[:0], d.buf[:d.n])
 	m.Addr = ua
 	m.OOB = nil

@@ -196,9 +196,25 @@ func (s *rawSender) pack(i int, m *ipv6.Message) {
 		sa.Family = unix.AF_INET6
 		putPort(&sa.Port, port)
 		copy(sa.Addr[:], ip.To16())
+		sa.Scope_id = scopeID(ua.Zone)
 		h.Name = (*byte)(unsafe.Pointer(sa))
 		h.Namelen = unix.SizeofSockaddrInet6
 	}
+}
+
+// scopeID returns the interface index of an IPv6 zone: the index itself
+// (the form rawIn reads), or an interface's name.
+func scopeID(zone string) uint32 {
+	if zone == "" {
+		return 0
+	}
+	if i, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		return uint32(i)
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
 }
 
 // putPort stores port in network byte order.

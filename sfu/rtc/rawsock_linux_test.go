@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -297,5 +299,43 @@ func TestRawSendWaitsForRoom(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the send did not return once there was room")
+	}
+}
+
+// TestRawAddressesKeepZones: a link-local IPv6 peer's zone survives the
+// way through rawIn (the interface index, as a number) and back out
+// through the batches (the scope id of the message's address), so that a
+// reply reaches the interface the peer is on.
+func TestRawAddressesKeepZones(t *testing.T) {
+	var sa unix.RawSockaddrAny
+	in6 := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa))
+	in6.Family = unix.AF_INET6
+	putPort(&in6.Port, 5004)
+	in6.Addr = netip.MustParseAddr("fe80::1").As16()
+	in6.Scope_id = 7
+	from := sockaddrAddrPort(&sa)
+	if want := netip.MustParseAddrPort("[fe80::1%7]:5004"); from != want {
+		t.Fatalf("read address %v, want %v", from, want)
+	}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no lo: %v", err)
+	}
+	for _, c := range []struct {
+		zone string
+		want uint32
+	}{{"7", 7}, {"lo", uint32(lo.Index)}, {"", 0}} {
+		bc := &batchConn{}
+		var m ipv6.Message
+		var ua net.UDPAddr
+		var ip [16]byte
+		addr := netip.AddrPortFrom(netip.MustParseAddr("fe80::1").WithZone(c.zone), 5004)
+		bc.fill(&m, &ua, &ip, outDatagram{buf: new([MaxDatagram]byte), n: 10, addr: addr})
+		s := (&rawOut{fd: -1}).sender().(*rawSender)
+		s.pack(0, &m)
+		got := s.v6s[0]
+		if got.Scope_id != c.want || got.Addr != addr.Addr().As16() || port(got.Port) != 5004 {
+			t.Fatalf("zone %q: sent to scope %d, %x port %d; want scope %d", c.zone, got.Scope_id, got.Addr, port(got.Port), c.want)
+		}
 	}
 }
