@@ -145,7 +145,7 @@ func newBatchConn(c *net.UDPConn, wait *sfu.LatencyHistogram, arrivals *sfu.Arri
 	if len(b.outs) == 0 {
 		b.outs = append(b.outs, pollFD{pc: ipv6.NewPacketConn(c)}) // sends on c: c stays open
 	} else {
-		b.in = newRecvFD(c, b.v4)
+		b.in = newRecvFD(c)
 	}
 	b.one = b.outs[0].sender()
 	for i := range b.queues {

@@ -251,7 +251,7 @@ type recvArgs struct {
 // newRecvFD returns a rawIn on a duplicate of c's descriptor and closes
 // c, which takes c's descriptor out of Go's epoll set. If that cannot be
 // done, c is read as it is.
-func newRecvFD(c *net.UDPConn, _ bool) recvFD {
+func newRecvFD(c *net.UDPConn) recvFD {
 	fd, err := dupFD(c)
 	if err != nil {
 		return connIn{c}

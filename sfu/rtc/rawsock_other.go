@@ -23,4 +23,4 @@ func newSendFD(c *net.UDPConn, _ bool) (sendFD, error) {
 }
 
 // newRecvFD returns c: it is read through Go's poller.
-func newRecvFD(c *net.UDPConn, _ bool) recvFD { return connIn{c} }
+func newRecvFD(c *net.UDPConn) recvFD { return connIn{c} }
