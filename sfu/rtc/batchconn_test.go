@@ -13,18 +13,30 @@ import (
 	"time"
 )
 
+// batchConnBinds are the sockets a batchConn is tested on: IPv4 and
+// dual-stack.
+var batchConnBinds = []string{"127.0.0.1:0", "[::]:0"}
+
+// listenBatchConn binds a UDP socket on bind (skipping the test where
+// that cannot be done) and makes a batchConn of it.
+func listenBatchConn(t *testing.T, bind string) *batchConn {
+	t.Helper()
+	var lc net.ListenConfig
+	sc, err := lc.ListenPacket(context.Background(), "udp", bind)
+	if err != nil {
+		t.Skipf("cannot bind %s: %v", bind, err)
+	}
+	return newBatchConn(sc.(*net.UDPConn), nil, nil)
+}
+
 // TestBatchConnDeliversInOrder sends datagrams through a batchConn on an
 // IPv4 and on a dual-stack socket to a real receiver on loopback: all
 // arrive, in order, and Close sends what was queued first.
 func TestBatchConnDeliversInOrder(t *testing.T) {
-	for _, bind := range []string{"127.0.0.1:0", "[::]:0"} {
+	for _, bind := range batchConnBinds {
 		t.Run(bind, func(t *testing.T) {
+			bc := listenBatchConn(t, bind)
 			var lc net.ListenConfig
-			sc, err := lc.ListenPacket(context.Background(), "udp", bind)
-			if err != nil {
-				t.Skipf("cannot bind %s: %v", bind, err)
-			}
-			bc := newBatchConn(sc.(*net.UDPConn), nil, nil)
 			rc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)

@@ -119,19 +119,15 @@ func epollTargets(t *testing.T, except int) map[string]bool {
 // dual-stack socket v4-mapped), a read deadline ends a wait, and Close
 // ends a read blocked waiting.
 func TestRawInReadsAndCloses(t *testing.T) {
-	for _, bind := range []string{"127.0.0.1:0", "[::]:0"} {
+	for _, bind := range batchConnBinds {
 		t.Run(bind, func(t *testing.T) {
-			var lc net.ListenConfig
-			sc, err := lc.ListenPacket(context.Background(), "udp", bind)
-			if err != nil {
-				t.Skipf("cannot bind %s: %v", bind, err)
-			}
-			port := sc.LocalAddr().(*net.UDPAddr).Port
-			bc := newBatchConn(sc.(*net.UDPConn), nil, nil)
+			bc := listenBatchConn(t, bind)
+			port := bc.LocalAddr().(*net.UDPAddr).Port
 			if _, ok := bc.in.(*rawIn); !ok {
 				t.Fatalf("read by a %T, want a *rawIn", bc.in)
 			}
 			// What the net package reports for the same sender.
+			var lc net.ListenConfig
 			ref, err := lc.ListenPacket(context.Background(), "udp", bind)
 			if err != nil {
 				t.Fatal(err)
